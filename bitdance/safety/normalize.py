@@ -1,0 +1,199 @@
+"""Prompt normalization for the content filter: fold obfuscations into a lattice of word forms.
+
+The filter never matches substrings of ordinary words (that is how "Scunthorpe" and "cocktail" get
+blocked by naive filters). Instead the prompt becomes a sequence of *pieces* (runs of letters, digits
+and leet symbols) and a small set of *edges* over them, each carrying the spellings ("forms") a rule
+may match:
+
+- every piece is an edge with forms: the folded text, leetspeak readings (only if the piece also has a
+  letter, so "2024" stays a number), squeezed letter repeats ("nuuude" -> "nude") and a de-pluralized
+  form ("nudes" -> "nude");
+- a whitespace-free chunk split by punctuation ("n.u.d.e", "spider-man") also gets one edge with the
+  pieces joined ("nude", "spiderman");
+- a run of >= 3 single-character pieces ("n u d e", "n-u-d-e") gets one edge with the run collapsed,
+  and is reported in `Lattice.runs` so the matcher may look for rule words inside it.
+
+Character folding (per code point, cached): casefold, NFKD (fullwidth and other compatibility forms),
+drop combining marks and format characters (zero-width space/joiners, BOM, word joiner, soft hyphen),
+then map Cyrillic/Greek look-alikes to Latin. Everything is linear in the prompt length.
+"""
+
+from __future__ import annotations
+
+import itertools
+import unicodedata
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+# Cyrillic and Greek letters that render like Latin ones (after casefold, so lower case only).
+HOMOGLYPHS: dict[str, str] = {
+    # Cyrillic
+    "а": "a", "в": "b", "е": "e", "ё": "e", "г": "r", "з": "3", "и": "u", "к": "k", "м": "m", "н": "h",
+    "о": "o", "п": "n", "р": "p", "с": "c", "т": "t", "у": "y", "х": "x", "ь": "b", "і": "i", "ї": "i",
+    "ј": "j", "ѕ": "s", "ԁ": "d", "ԛ": "q", "ԝ": "w", "ӏ": "l", "һ": "h", "ɡ": "g", "ѵ": "v",
+    # Greek
+    "α": "a", "β": "b", "γ": "y", "ε": "e", "η": "n", "ι": "i", "κ": "k", "μ": "u", "ν": "v", "ο": "o",
+    "ρ": "p", "σ": "o", "ς": "s", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ϲ": "c", "ϳ": "j",
+    # Latin letters without a decomposition
+    "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "ƅ": "b", "ɑ": "a", "ɩ": "i", "ʋ": "u",
+}  # fmt: skip
+
+# Leetspeak: symbol -> letters it may stand for. Ambiguous symbols list several letters.
+LEET: dict[str, str] = {
+    "0": "o", "1": "il", "3": "e", "4": "a", "5": "s", "6": "g", "7": "t", "8": "b", "9": "g",
+    "@": "a", "$": "s", "!": "i", "|": "li", "+": "t", "€": "e", "£": "l",
+}  # fmt: skip
+# Symbols that are part of a word inside it, but ordinary punctuation at its edges ("kill!", "|x|").
+EDGE_PUNCT = frozenset("!|+")
+WORD_SYMBOLS = frozenset(c for c in LEET if not c.isalnum())
+MAX_AMBIGUOUS = 2  # leet symbols with several readings: enumerate all readings up to this many
+MIN_RUN = 3  # single characters in a row that count as a spaced-out word ("n u d e")
+
+
+@lru_cache(maxsize=8192)
+def fold_char(ch: str) -> str:
+    """Fold one code point: casefold, NFKD, drop marks/format chars, map look-alikes. May return ''."""
+    out = []
+    for c in unicodedata.normalize("NFKD", ch.casefold()):
+        if unicodedata.combining(c) or unicodedata.category(c) in ("Cf", "Mn", "Me"):
+            continue
+        out.append(HOMOGLYPHS.get(c, c))
+    return "".join(out)
+
+
+def fold_text(text: str) -> str:
+    """Fold a whole string (used for rule phrases; prompts go through `build_lattice`)."""
+    return "".join(fold_char(c) for c in text)
+
+
+def _is_word_char(c: str) -> bool:
+    return c.isalnum() or c in WORD_SYMBOLS
+
+
+def _leet_readings(text: str) -> list[str]:
+    """All leet readings of `text` (bounded: ambiguous symbols beyond MAX_AMBIGUOUS get one reading each)."""
+    options = [LEET.get(c, c) if c in LEET else c for c in text]
+    ambiguous = [i for i, o in enumerate(options) if len(o) > 1]
+    if len(ambiguous) <= MAX_AMBIGUOUS:
+        return ["".join(p) for p in itertools.product(*options)]
+    # Too many to enumerate: read every ambiguous symbol as its first letter, then as its second.
+    return ["".join(o[k] if len(o) > 1 else o for o in options) for k in (0, 1)]
+
+
+def _squeeze(text: str, keep: int) -> str:
+    """Shorten runs of >= 3 equal characters to `keep` characters."""
+    out: list[str] = []
+    for ch, grp in itertools.groupby(text):
+        n = len(list(grp))
+        out.append(ch * (min(n, keep) if n >= 3 else n))
+    return "".join(out)
+
+
+@lru_cache(maxsize=16384)
+def word_forms(text: str) -> tuple[str, ...]:
+    """Spellings a folded piece of text may stand for; the text itself comes first."""
+    forms = [text]
+    if any(c in LEET for c in text) and any(c.isalpha() for c in text):
+        forms += _leet_readings(text)
+    if any(a == b == c for a, b, c in zip(text, text[1:], text[2:])):
+        forms += [_squeeze(f, k) for f in list(forms) for k in (1, 2)]
+    for f in list(forms):
+        if len(f) > 3 and f.endswith("s") and not f.endswith("ss"):
+            forms.append(f[:-1])
+            if f.endswith("es"):
+                forms.append(f[:-2])
+    return tuple(dict.fromkeys(forms))
+
+
+@dataclass
+class Lattice:
+    """Pieces of a folded prompt plus the edges (alternative tokens) over them.
+
+    Piece i covers prompt[starts[i]:ends[i]]; `edges[i]` lists (end_piece, forms) for tokens that begin
+    at piece i; `runs` lists (first_piece, end_piece, collapsed_text) for spaced-out single letters.
+    """
+
+    prompt: str
+    texts: list[str] = field(default_factory=list)
+    starts: list[int] = field(default_factory=list)
+    ends: list[int] = field(default_factory=list)
+    edges: list[list[tuple[int, tuple[str, ...]]]] = field(default_factory=list)
+    runs: list[tuple[int, int, str]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+    def char_span(self, first: int, end: int) -> tuple[int, int]:
+        """Character span in the original prompt covered by pieces [first, end)."""
+        return self.starts[first], self.ends[end - 1]
+
+    def add_edge(self, first: int, end: int, text: str) -> None:
+        self.edges[first].append((end, word_forms(text)))
+
+
+def _split_pieces(prompt: str) -> tuple[list[str], list[int], list[int], list[int]]:
+    """Fold `prompt` and cut it into pieces; returns (texts, starts, ends, chunk ids)."""
+    texts: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    chunks: list[int] = []
+    chunk = 0
+    buf: list[str] = []
+    buf_pos: list[int] = []  # original index of each folded char in buf
+
+    def flush() -> None:
+        # Leet symbols like "!" are punctuation at the edges of a piece ("kill!").
+        lo, hi = 0, len(buf)
+        while lo < hi and buf[lo] in EDGE_PUNCT:
+            lo += 1
+        while hi > lo and buf[hi - 1] in EDGE_PUNCT:
+            hi -= 1
+        if lo < hi:
+            texts.append("".join(buf[lo:hi]))
+            starts.append(buf_pos[lo])
+            ends.append(buf_pos[hi - 1] + 1)
+            chunks.append(chunk)
+        buf.clear()
+        buf_pos.clear()
+
+    for i, raw in enumerate(prompt):
+        for c in fold_char(raw):
+            if _is_word_char(c):
+                buf.append(c)
+                buf_pos.append(i)
+                continue
+            flush()
+            if c.isspace():
+                chunk += 1
+    flush()
+    return texts, starts, ends, chunks
+
+
+def build_lattice(prompt: str) -> Lattice:
+    """Fold `prompt` and build its token lattice (see module docstring)."""
+    texts, starts, ends, chunks = _split_pieces(prompt)
+    lat = Lattice(prompt, texts, starts, ends, [[] for _ in texts])
+    n = len(texts)
+    for i, text in enumerate(texts):
+        lat.add_edge(i, i + 1, text)
+    # Whitespace-free chunks split by punctuation: also read them joined ("n.u.d.e", "spider-man").
+    i = 0
+    while i < n:
+        j = i + 1
+        while j < n and chunks[j] == chunks[i]:
+            j += 1
+        if j - i > 1:
+            lat.add_edge(i, j, "".join(texts[i:j]))
+        i = j
+    # Runs of single characters, across spaces or punctuation: "n u d e", "k 1 l l".
+    i = 0
+    while i < n:
+        j = i
+        while j < n and len(texts[j]) == 1:
+            j += 1
+        if j - i >= MIN_RUN:
+            collapsed = "".join(texts[i:j])
+            lat.runs.append((i, j, collapsed))
+            lat.add_edge(i, j, collapsed)
+        i = max(j, i + 1)
+    return lat

@@ -1,0 +1,149 @@
+"""Next-patch decoding: a pure function of (model, condition, options, randomness).
+
+One backbone step per patch of P = p*p tokens; the head samples the patch's bits jointly. The
+conditional and unconditional streams run as one batched forward (2B rows) and share the sampled
+tokens. The sampler owns the KV cache.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+from ..configs import validate_parallel_num
+from ..generator.kv_cache import KVCache
+from ..generator.patches import from_sequence, order_for
+from ..generator.transformer import BitDanceTransformer, Condition, attention_groups, cat_conditions
+from ..random import RandomSource, as_source
+from ..tokenizer.quantizer import binarize, check_bits
+from .solvers import get_solver, guidance_at
+
+StepCallback = Callable[[int, int, torch.Tensor], None]
+
+
+@dataclass
+class SamplingOptions:
+    """Per-call decoding options (validated by `check`)."""
+
+    parallel_num: int | None = None  # None -> the model's default P
+    num_sampling_steps: int = 20  # head SDE steps per AR step (NFE = steps + 1)
+    guidance_scale: float = 1.0
+    guidance_schedule: str = "constant"  # "constant" | "linear" (1 -> w over AR steps)
+    solver: str = "euler_maruyama"
+    grid: tuple[int, int] | None = None  # token grid; None -> the model's training grid
+    # official behaviour: an AR step whose guidance is exactly 1 samples the two streams independently
+    independent_unguided_streams: bool = False
+
+    def check(self) -> None:
+        import math
+
+        if not isinstance(self.num_sampling_steps, int) or isinstance(self.num_sampling_steps, bool) \
+                or not 1 <= self.num_sampling_steps <= 1000:
+            raise ValueError(f"num_sampling_steps must be an integer in 1..1000, got {self.num_sampling_steps!r}")
+        g = self.guidance_scale
+        if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or not 0 <= g <= 50:
+            raise ValueError(f"guidance_scale must be a finite number in [0, 50], got {g!r}")
+        if self.guidance_schedule not in ("constant", "linear"):
+            raise ValueError(f"guidance_schedule must be 'constant' or 'linear', got {self.guidance_schedule!r}")
+        get_solver(self.solver)
+
+
+@dataclass
+class KnownTokens:
+    """Tokens to keep (inpainting / variations): bits (B, d, h, w) and keep-mask (B, h, w) bool."""
+
+    bits: torch.Tensor
+    keep: torch.Tensor
+
+
+def _guided(options: SamplingOptions, total: int) -> bool:
+    return any(guidance_at(i, total, options.guidance_scale, options.guidance_schedule) != 1.0 for i in range(total))
+
+
+@torch.no_grad()
+def generate_bits(
+    model: BitDanceTransformer,
+    cond: Condition,
+    options: SamplingOptions | None = None,
+    generator: torch.Generator | list[torch.Generator] | RandomSource | None = None,
+    known: KnownTokens | None = None,
+    callback: StepCallback | None = None,
+) -> torch.Tensor:
+    """Sample bits (B, d, h, w) in {-1, +1} for a batch of conditions.
+
+    Randomness: per AR step the solver draws the initial x (B rows, or 2B on an unguided step with
+    `independent_unguided_streams`) and one noise tensor per SDE step. Pass a list of generators
+    (one per item) to make each item independent of its batch position.
+    """
+    options = options or SamplingOptions()
+    options.check()
+    cfg = model.config
+    p = options.parallel_num or cfg.parallel_num
+    if p not in cfg.supported_parallel:
+        raise ValueError(f"parallel_num {p} not supported by this model; allowed: {list(cfg.supported_parallel)}")
+    grid = tuple(options.grid or cfg.grid_size)
+    validate_parallel_num(p, grid)  # type: ignore[arg-type]
+    b = model.check_condition(cond)
+    device = model.norm.weight.device
+    dtype = model.norm.weight.dtype
+    rng = as_source(generator, device)
+    n = grid[0] * grid[1]
+    steps_total = n // p
+    order = order_for(grid, p).to(device)  # type: ignore[arg-type]
+    d = cfg.latent_bits
+    if known is not None:
+        check_bits(known.bits, "known bits")
+        if known.bits.shape != (b, d, *grid) or known.keep.shape != (b, *grid):
+            raise ValueError(f"known tokens must be bits (B, {d}, {grid[0]}, {grid[1]}) and keep (B, {grid[0]}, {grid[1]})")
+        known_seq = known.bits.to(device).flatten(2).transpose(1, 2)[:, order]
+        keep_seq = known.keep.to(device).flatten(1)[:, order]
+
+    guided = _guided(options, steps_total)
+    full_cond = cat_conditions(cond, model.null_condition(b, device)) if guided else cond
+    rows = 2 * b if guided else b
+    solver = get_solver(options.solver)
+
+    cache = KVCache(cfg.n_layer)
+    prefix = model.embed_prefix(full_cond)
+    lp = prefix.shape[1]
+    rope_all = model.rope_for(grid, p, lp + p - 1)  # type: ignore[arg-type]
+    groups_all = attention_groups(lp, n, p)
+    first = lp + p - 1
+    x = torch.cat([prefix, model.queries(rows, p)], dim=1)
+    hidden = model(x, rope_all[:first], groups_all[:first], cache)[:, -p:]
+    out = torch.empty(b, n, d, device=device)
+    for k in range(steps_total):
+        w = guidance_at(k, steps_total, options.guidance_scale, options.guidance_schedule)
+        target = order[k * p:(k + 1) * p]
+        cond_h = hidden + model.head_positions(grid, target)[None].to(dtype)  # type: ignore[arg-type]
+        if guided and w == 1.0 and options.independent_unguided_streams:
+            x_cont = solver(model.head.net, cond_h, (rows, p, d), options.num_sampling_steps, 1.0, rng, cfg.time_shift)
+            step_bits = binarize(x_cont)
+            feed = step_bits
+        else:
+            x_cont = solver(model.head.net, cond_h, (b, p, d), options.num_sampling_steps, w, rng, cfg.time_shift)
+            step_bits = binarize(x_cont)
+            feed = None
+        if known is not None:
+            kb, kk = known_seq[:, k * p:(k + 1) * p], keep_seq[:, k * p:(k + 1) * p, None]
+            if feed is not None:
+                kb, kk = torch.cat([kb, kb]), torch.cat([kk, kk])
+            step_bits = torch.where(kk, kb, step_bits)
+        out[:, k * p:(k + 1) * p] = step_bits[:b]
+        if feed is None:
+            feed = torch.cat([step_bits, step_bits]) if guided else step_bits
+        else:
+            feed = step_bits
+        if callback is not None:
+            callback(k + 1, steps_total, out[:, : (k + 1) * p])
+        if k == steps_total - 1:
+            break
+        lo = first + k * p
+        emb = model.embed_tokens(feed)
+        hidden = model(emb, rope_all[lo:lo + p], groups_all[lo:lo + p], cache)
+        if cfg.local_window is not None:
+            g = cache.groups
+            cache.evict((g <= 0) | (g >= (k + 1) - cfg.local_window))  # type: ignore[operator]
+    return from_sequence(out, grid, p)  # type: ignore[arg-type]
