@@ -148,7 +148,7 @@ class GeneratorConfig(_Config):
 def validate_parallel_num(p: int, grid: tuple[int, int]) -> int:
     """Check that P is a square p*p that tiles the (h, w) token grid; return p."""
     side = math.isqrt(p) if isinstance(p, int) and p > 0 else 0
-    if side * side != p:
+    if side == 0 or side * side != p:
         raise ValueError(f"parallel_num must be a perfect square (1, 4, 16, 64, ...), got {p!r}")
     if grid[0] % side or grid[1] % side:
         raise ValueError(

@@ -113,7 +113,8 @@ FASHION_TEMPLATES: tuple[str, ...] = (
 
 
 def garment_phrase(noun: str, colour: str | None) -> str:
-    """``("sneaker", "red")`` -> ``"a red sneaker"``; ``("trousers", "blue")`` -> ``"a pair of blue trousers"``."""
+    """``("sneaker", "red")`` -> ``"a red sneaker"``; ``("trousers", "blue")`` -> ``"a pair of blue
+    trousers"``."""
     adjective_noun = f"{colour} {noun}" if colour else noun
     if noun in _PLURAL_ONLY:
         return f"a pair of {adjective_noun}"
@@ -173,8 +174,8 @@ POSITION_PHRASES: dict[str, tuple[str, ...]] = {
 RELATION_PHRASES: dict[str, tuple[str, ...]] = {
     "left of": ("left of", "to the left of", "on the left of"),
     "right of": ("right of", "to the right of", "on the right of"),
-    "above": ("above", "over", "on top of"),
-    "below": ("below", "under", "beneath"),
+    "above": ("above", "over", "higher than"),
+    "below": ("below", "under", "beneath", "lower than"),
 }
 # "... and, left of it, a red circle" / "... with a red circle to its left".
 RELATION_PRONOUN_PHRASES: dict[str, tuple[str, ...]] = {

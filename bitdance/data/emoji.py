@@ -157,7 +157,8 @@ class EmojiDataset(Dataset):
             raise ValueError(f"repeats must be >= 1, got {repeats!r}")
         self.font_path = str(find_emoji_font(font_path))
         self.emoji = list_emoji(self.font_path)
-        self.background, self.repeats, self.augment, self.max_shift = background, int(repeats), augment, max_shift
+        self.background, self.repeats = background, int(repeats)
+        self.augment, self.max_shift = augment, float(max_shift)
 
     def __len__(self) -> int:
         return len(self.emoji) * self.repeats
@@ -171,7 +172,8 @@ class EmojiDataset(Dataset):
         caption = emoji_caption(name, rng)
         shift = (0.0, 0.0)
         if self.augment:
-            shift = (rng.uniform(-self.max_shift, self.max_shift), rng.uniform(-self.max_shift, self.max_shift))
+            m = self.max_shift
+            shift = (rng.uniform(-m, m), rng.uniform(-m, m))
         img = render_emoji(ch, self.size, self.background, shift, self.font_path)
         meta = {"char": ch, "codepoint": f"U+{ord(ch):04X}", "name": name, "emoji_index": emoji_index}
         return make_item(img, caption, emoji_index, meta)

@@ -58,7 +58,8 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
             reader = csv.DictReader(f)
             missing = {"file", "caption"} - set(reader.fieldnames or [])
             if missing:
-                raise ValueError(f"{path}: CSV header lacks column(s) {sorted(missing)} (has {reader.fieldnames})")
+                raise ValueError(f"{path}: CSV header lacks column(s) {sorted(missing)} "
+                                 f"(has {reader.fieldnames})")
             raw = [(i + 2, dict(row)) for i, row in enumerate(reader)]
         else:
             for lineno, line in enumerate(f, start=1):
@@ -75,9 +76,11 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     for lineno, row in raw:
         where = f"{path}:{lineno}"
         if not row.get("file") or row.get("caption") is None:
-            raise ValueError(f"{where}: every row needs non-empty 'file' and 'caption' (got keys {sorted(row)})")
+            raise ValueError(f"{where}: every row needs non-empty 'file' and 'caption' "
+                             f"(got keys {sorted(row)})")
         out = {k: v for k, v in row.items() if k not in _RESERVED and k is not None}
-        out.update(file=str(row["file"]), caption=str(row["caption"]), label=_parse_label(row.get("label"), where))
+        label = _parse_label(row.get("label"), where)
+        out.update(file=str(row["file"]), caption=str(row["caption"]), label=label)
         if row.get("split") not in (None, ""):
             out["split"] = str(row["split"])
         rows.append(out)
@@ -112,7 +115,8 @@ class FolderDataset(Dataset):
                  split: str = "train", size: int = 32, verify: bool = True) -> None:
         self.split, self.size = check_split(split), check_size(size)
         if root is None and manifest is None:
-            raise ValueError("the folder dataset needs root= (a folder of images) and/or manifest= (.jsonl/.csv)")
+            raise ValueError("the folder dataset needs root= (a folder of images) "
+                             "and/or manifest= (.jsonl/.csv)")
         self.root = Path(root) if root is not None else Path(manifest).parent
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.root}")
@@ -128,8 +132,8 @@ class FolderDataset(Dataset):
         self.missing = [r["file"] for r in rows if not (self.root / r["file"]).is_file()]
         rows = [r for r in rows if (self.root / r["file"]).is_file()]
         if not rows:
-            raise ValueError(f"{source}: none of the {len(self.missing)} listed files exist under {self.root} "
-                             f"(missing: {summarize_names(self.missing)})")
+            raise ValueError(f"{source}: none of the {len(self.missing)} listed files exist under "
+                             f"{self.root} (missing: {summarize_names(self.missing)})")
         if self.missing:
             warnings.warn(f"{source}: {len(self.missing)} listed file(s) missing under {self.root}, skipped: "
                           f"{summarize_names(self.missing)}", stacklevel=2)

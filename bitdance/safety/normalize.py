@@ -21,6 +21,7 @@ then map Cyrillic/Greek look-alikes to Latin. Everything is linear in the prompt
 from __future__ import annotations
 
 import itertools
+import re
 import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -66,8 +67,11 @@ def fold_text(text: str) -> str:
     return "".join(fold_char(c) for c in text)
 
 
-def _is_word_char(c: str) -> bool:
-    return c.isalnum() or c in WORD_SYMBOLS
+# A piece: word characters and leet symbols, but "!|+" only inside it ("kill!" is "kill").
+_INNER = "[^\\W_]|[" + re.escape("".join(sorted(WORD_SYMBOLS - EDGE_PUNCT))) + "]"
+_EDGE = "[" + re.escape("".join(sorted(EDGE_PUNCT))) + "]"
+_PIECE = re.compile(f"(?:{_INNER})(?:(?:{_INNER}|{_EDGE})*(?:{_INNER}))?")
+_SPACE = re.compile(r"\s")
 
 
 def _leet_readings(text: str) -> list[str]:
@@ -89,12 +93,17 @@ def _squeeze(text: str, keep: int) -> str:
     return "".join(out)
 
 
+def same_length_forms(text: str) -> list[str]:
+    """`text` plus its leet readings (only if it has a letter, so "2024" stays a number)."""
+    if any(c in LEET for c in text) and any(c.isalpha() for c in text):
+        return list(dict.fromkeys([text, *_leet_readings(text)]))
+    return [text]
+
+
 @lru_cache(maxsize=16384)
 def word_forms(text: str) -> tuple[str, ...]:
     """Spellings a folded piece of text may stand for; the text itself comes first."""
-    forms = [text]
-    if any(c in LEET for c in text) and any(c.isalpha() for c in text):
-        forms += _leet_readings(text)
+    forms = same_length_forms(text)
     if any(a == b == c for a, b, c in zip(text, text[1:], text[2:])):
         forms += [_squeeze(f, k) for f in list(forms) for k in (1, 2)]
     for f in list(forms):
@@ -133,39 +142,33 @@ class Lattice:
 
 def _split_pieces(prompt: str) -> tuple[list[str], list[int], list[int], list[int]]:
     """Fold `prompt` and cut it into pieces; returns (texts, starts, ends, chunk ids)."""
+    origin: list[int] | range = range(len(prompt))
+    dropped = False  # did some code point fold to nothing (combining mark, zero-width char)?
+    if prompt.isascii():  # fast path: folding ASCII is lower-casing
+        text = prompt.lower()
+    else:
+        parts = [fold_char(c) for c in prompt]
+        text = "".join(parts)
+        if len(text) != len(prompt) or not all(parts):  # some code point folded to 0 or several chars
+            origin = [i for i, p in enumerate(parts) for _ in p]
+            dropped = not all(parts)
     texts: list[str] = []
     starts: list[int] = []
     ends: list[int] = []
     chunks: list[int] = []
-    chunk = 0
-    buf: list[str] = []
-    buf_pos: list[int] = []  # original index of each folded char in buf
-
-    def flush() -> None:
-        # Leet symbols like "!" are punctuation at the edges of a piece ("kill!").
-        lo, hi = 0, len(buf)
-        while lo < hi and buf[lo] in EDGE_PUNCT:
-            lo += 1
-        while hi > lo and buf[hi - 1] in EDGE_PUNCT:
-            hi -= 1
-        if lo < hi:
-            texts.append("".join(buf[lo:hi]))
-            starts.append(buf_pos[lo])
-            ends.append(buf_pos[hi - 1] + 1)
-            chunks.append(chunk)
-        buf.clear()
-        buf_pos.clear()
-
-    for i, raw in enumerate(prompt):
-        for c in fold_char(raw):
-            if _is_word_char(c):
-                buf.append(c)
-                buf_pos.append(i)
-                continue
-            flush()
-            if c.isspace():
-                chunk += 1
-    flush()
+    chunk, prev = 0, 0
+    for m in _PIECE.finditer(text):
+        lo, hi = m.span()
+        if _SPACE.search(text, prev, lo):
+            chunk += 1
+        prev = hi
+        end = origin[hi - 1] + 1
+        while dropped and end < len(prompt) and not fold_char(prompt[end]):
+            end += 1  # keep trailing marks/zero-width chars in the span ("n̸u̸d̸e̸")
+        texts.append(m.group())
+        starts.append(origin[lo])
+        ends.append(end)
+        chunks.append(chunk)
     return texts, starts, ends, chunks
 
 

@@ -70,12 +70,14 @@ def generate_bits(
     generator: torch.Generator | list[torch.Generator] | RandomSource | None = None,
     known: KnownTokens | None = None,
     callback: StepCallback | None = None,
+    negative: Condition | None = None,
 ) -> torch.Tensor:
     """Sample bits (B, d, h, w) in {-1, +1} for a batch of conditions.
 
     Randomness: per AR step the solver draws the initial x (B rows, or 2B on an unguided step with
     `independent_unguided_streams`) and one noise tensor per SDE step. Pass a list of generators
-    (one per item) to make each item independent of its batch position.
+    (one per item) to make each item independent of its batch position. `negative` replaces the
+    null condition of the unconditional stream (negative prompts).
     """
     options = options or SamplingOptions()
     options.check()
@@ -101,7 +103,10 @@ def generate_bits(
         keep_seq = known.keep.to(device).flatten(1)[:, order]
 
     guided = _guided(options, steps_total)
-    full_cond = cat_conditions(cond, model.null_condition(b, device)) if guided else cond
+    if negative is not None and model.check_condition(negative) != b:
+        raise ValueError("negative condition must have one entry per item")
+    uncond = negative if negative is not None else model.null_condition(b, device)
+    full_cond = cat_conditions(cond, uncond) if guided else cond
     rows = 2 * b if guided else b
     solver = get_solver(options.solver)
 
@@ -145,5 +150,5 @@ def generate_bits(
         hidden = model(emb, rope_all[lo:lo + p], groups_all[lo:lo + p], cache)
         if cfg.local_window is not None:
             g = cache.groups
-            cache.evict((g <= 0) | (g >= (k + 1) - cfg.local_window))  # type: ignore[operator]
+            cache.evict((g <= 0) | (g >= (k + 2) - cfg.local_window))  # type: ignore[operator]
     return from_sequence(out, grid, p)  # type: ignore[arg-type]

@@ -1,0 +1,67 @@
+"""`bitdance <verb>`: a thin dispatcher; each verb lives in its own module with `main(argv) -> int`."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+VERBS: dict[str, tuple[str, str]] = {
+    "generate": ("bitdance.commands.generate", "generate images from prompts or class labels"),
+    "inspect": ("bitdance.commands.inspect", "print the provenance metadata of a generated PNG"),
+    "edit": ("bitdance.commands.edit", "inpaint / re-roll a region of an image"),
+    "filter-check": ("bitdance.commands.filter_check", "run the content filter on a prompt"),
+    "train-tokenizer": ("bitdance.training.cli", "train the binary tokenizer"),
+    "extract-tokens": ("bitdance.training.cli", "encode a dataset to packed bits on disk"),
+    "train": ("bitdance.training.cli", "train the next-patch generator"),
+    "finetune": ("bitdance.training.cli", "fine-tune a model (full or LoRA) on your images"),
+    "eval": ("bitdance.evaluation.cli", "evaluate tokenizer / generator quality and adherence"),
+    "bench": ("bitdance.evaluation.cli", "speed benchmarks (and --vs-diffusion)"),
+    "quantize": ("bitdance.quantize_cli", "int8 quantization and its report"),
+    "export": ("bitdance.export.cli", "ONNX export"),
+    "convert": ("bitdance.convert.cli", "convert official BitDance checkpoints"),
+    "serve": ("bitdance.server.cli", "HTTP API server and web page"),
+}
+
+
+def _usage() -> str:
+    lines = ["usage: bitdance <verb> [options]   (bitdance <verb> --help for details)", "", "verbs:"]
+    lines += [f"  {v:<16} {desc}" for v, (_, desc) in VERBS.items()]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage())
+        return 0
+    if argv[0] in ("-V", "--version"):
+        from . import __version__
+
+        print(f"bitdance {__version__}")
+        return 0
+    verb, rest = argv[0], argv[1:]
+    if verb not in VERBS:
+        print(f"error: unknown verb {verb!r}; allowed: {', '.join(VERBS)}", file=sys.stderr)
+        return 2
+    module_name = VERBS[verb][0]
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        if e.name and e.name.startswith("bitdance"):
+            print(f"error: `bitdance {verb}` is not available in this version", file=sys.stderr)
+        else:
+            print(f"error: `bitdance {verb}` needs the optional package {e.name!r}; install it with pip", file=sys.stderr)
+        return 2
+    runner = getattr(module, "run_verb", None)
+    try:
+        return int(runner(verb, rest) if runner else module.main(rest))
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,177 @@
+"""ContentFilter and check_prompt: prompt -> Verdict. The filter only judges; callers act on the verdict.
+
+The pipeline, CLI and server all call `ContentFilter.check` (or `check_prompt`) before generating and
+refuse a blocked prompt with an error that carries the verdict (`PromptBlockedError`); nothing here
+ever produces an image, blank or otherwise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from bitdance.safety.matcher import CATEGORIES, Match
+from bitdance.safety.normalize import build_lattice
+from bitdance.safety.rules import RuleSet
+
+MODES = ("block", "warn", "off")
+MAX_PROMPT_CHARS = 100_000  # longer input is refused (keeps the worst case bounded for the server)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The filter's decision on one prompt.
+
+    allowed: False only when a rule fired in "block" mode. category/rule: the most severe rule that
+    fired (also set for warnings), else None. reason: one human-readable sentence naming category, rule
+    and matched text. matched/spans: the original prompt text (and [start, end) character spans) that
+    fired the rule. exceptions: allow-list ids that suppressed a near-miss (useful when tuning rules).
+    """
+
+    allowed: bool
+    category: str | None
+    rule: str | None
+    reason: str
+    mode: str
+    matched: tuple[str, ...] = ()
+    spans: tuple[tuple[int, int], ...] = ()
+    exceptions: tuple[str, ...] = ()
+
+    @property
+    def flagged(self) -> bool:
+        """True when some rule fired (blocked, or allowed with a warning)."""
+        return self.rule is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict (lists instead of tuples) for server responses, logs and metadata."""
+        d = asdict(self)
+        d["matched"] = list(self.matched)
+        d["spans"] = [list(s) for s in self.spans]
+        d["exceptions"] = list(self.exceptions)
+        return d
+
+
+class PromptBlockedError(ValueError):
+    """Raised by `ContentFilter.enforce` for a blocked prompt; `.verdict` has the details."""
+
+    def __init__(self, verdict: Verdict):
+        super().__init__(verdict.reason)
+        self.verdict = verdict
+
+
+def validate_mode(mode: str, what: str = "mode") -> str:
+    """Return `mode` if it is one of MODES, else raise ValueError listing them."""
+    if mode not in MODES:
+        raise ValueError(f"{what} must be one of {', '.join(repr(m) for m in MODES)}; got {mode!r}")
+    return mode
+
+
+def _validate_prompt(prompt: Any) -> str:
+    if not isinstance(prompt, str):
+        raise TypeError(f"prompt must be a str, got {type(prompt).__name__}")
+    if len(prompt) > MAX_PROMPT_CHARS:
+        raise ValueError(
+            f"prompt has {len(prompt)} characters; the content filter accepts at most {MAX_PROMPT_CHARS}"
+        )
+    return prompt
+
+
+def _describe(match: Match) -> str:
+    parts = [f"{text!r} (chars {a}-{b})" for text, (a, b) in zip(match.texts, match.spans)]
+    what = " together with ".join(parts)
+    about = f" [{match.rule.description}]" if match.rule.description else ""
+    return f"category '{match.category}', rule '{match.rule.id}'{about} matched {what}"
+
+
+class ContentFilter:
+    """A RuleSet plus a mode ("block", "warn" or "off"); `category_modes` overrides the mode per category.
+
+    Example: ContentFilter(mode="block", category_modes={"copyrighted_character": "warn"}) blocks
+    everything except named characters and brands, which are only reported.
+    """
+
+    def __init__(
+        self,
+        rules: RuleSet | None = None,
+        mode: str = "block",
+        category_modes: Mapping[str, str] | None = None,
+    ):
+        self.rules = RuleSet.builtin() if rules is None else rules
+        if not isinstance(self.rules, RuleSet):
+            raise TypeError(f"rules must be a RuleSet or None, got {type(self.rules).__name__}")
+        self.mode = validate_mode(mode)
+        self.category_modes = dict(category_modes or {})
+        for cat, m in self.category_modes.items():
+            if cat not in CATEGORIES:
+                raise ValueError(
+                    f"unknown category {cat!r} in category_modes; allowed: {', '.join(CATEGORIES)}"
+                )
+            validate_mode(m, f"category_modes[{cat!r}]")
+
+    def __repr__(self) -> str:
+        n = len(self.rules.rules)
+        return f"ContentFilter(mode={self.mode!r}, rules={n}, category_modes={self.category_modes})"
+
+    def scan(self, prompt: str) -> list[Match]:
+        """Every rule that fires on `prompt`, most severe first, regardless of mode."""
+        return self.rules.matcher.evaluate(build_lattice(_validate_prompt(prompt)))[0]
+
+    def check(self, prompt: str) -> Verdict:
+        """Judge one prompt. Raises TypeError/ValueError for a non-str or over-long prompt."""
+        _validate_prompt(prompt)
+        if self.mode == "off" and all(m == "off" for m in self.category_modes.values()):
+            return Verdict(True, None, None, "Allowed: content checks are off (mode='off').", self.mode)
+        matches, exceptions = self.rules.matcher.evaluate(build_lattice(prompt))
+        decided = [(self.category_modes.get(m.category, self.mode), m) for m in matches]
+        blocking = [m for eff, m in decided if eff == "block"]
+        warning = [m for eff, m in decided if eff == "warn"]
+        if blocking:
+            m = blocking[0]
+            reason = f"Blocked: {_describe(m)}."
+            return Verdict(False, m.category, m.rule.id, reason, self.mode, m.texts, m.spans, exceptions)
+        if warning:
+            m = warning[0]
+            eff = self.category_modes.get(m.category, self.mode)
+            reason = f"Warning only, not blocked (mode='{eff}'): {_describe(m)}."
+            return Verdict(True, m.category, m.rule.id, reason, self.mode, m.texts, m.spans, exceptions)
+        reason = "Allowed: no content rule matched."
+        if exceptions:
+            reason = f"Allowed: no content rule matched (allow-list exceptions: {', '.join(exceptions)})."
+        return Verdict(True, None, None, reason, self.mode, exceptions=exceptions)
+
+    def enforce(self, prompt: str) -> Verdict:
+        """`check`, but raise PromptBlockedError for a blocked prompt; returns the verdict otherwise."""
+        verdict = self.check(prompt)
+        if not verdict.allowed:
+            raise PromptBlockedError(verdict)
+        return verdict
+
+
+def check_prompt(prompt: str, mode: str = "block", rules: RuleSet | None = None) -> Verdict:
+    """Judge `prompt` with `rules` (the built-ins by default) in `mode` ("block", "warn" or "off")."""
+    return ContentFilter(rules, mode).check(prompt)
+
+
+def format_verdict(verdict: Verdict) -> str:
+    """One line for a CLI or log: 'safety: BLOCKED hate/hate.nazi matched 'heil hitler''."""
+    if verdict.rule is None:
+        return f"safety: ok (mode={verdict.mode})"
+    status = "BLOCKED" if not verdict.allowed else "WARNING"
+    shown = " + ".join(repr(t) for t in verdict.matched)
+    return f"safety: {status} {verdict.category}/{verdict.rule} matched {shown} (mode={verdict.mode})"
+
+
+def explain(verdict: Verdict) -> str:
+    """A few sentences for a user: what matched, why, and what they can do about it."""
+    lines = [verdict.reason]
+    if verdict.rule is not None:
+        if not verdict.allowed:
+            lines.append("No image was generated. Rephrase the prompt without the matched text.")
+        lines.append(
+            "If this is a false positive, add an allow-list exception in a rule file and pass it with "
+            "--safety-rules (see docs/safety.md); the filter is keyword-based and can be wrong."
+        )
+    if verdict.exceptions:
+        lines.append(f"Near-miss exceptions that applied: {', '.join(verdict.exceptions)}.")
+    return "\n".join(lines)

@@ -1,0 +1,260 @@
+"""Rule model and matching: phrase rules, context (co-occurrence) rules and allow-list exceptions.
+
+Every phrase of every rule is expanded (list references, optional words) into word tuples and stored
+in one trie. Matching walks the prompt's token lattice (`normalize.build_lattice`) from each piece,
+so a phrase matches only whole tokens, never the inside of a longer word. Allow-list phrases live in
+the same trie; an occurrence that lies inside an allow-list occurrence is dropped before rules are
+evaluated, so "killer whale" suppresses a "killer" term but not a second, separate "killer".
+
+Phrase syntax (rule files): words separated by spaces; `@name` expands to every entry of the named
+list; a trailing `?` makes a word optional; `<age>` matches an age under 18 ("12", "twelve") and
+`<age_yo>` matches forms like "12yo". Multi-word phrases also match their words written together
+("spider man" -> "spiderman") unless they contain a short function word ("the rapist").
+"""
+
+from __future__ import annotations
+
+import bisect
+import itertools
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from bitdance.safety.normalize import Lattice, fold_text, same_length_forms
+
+# Severity order: the first category that matches is the one a verdict reports.
+CATEGORIES = ("minors_sexual", "hate", "sexual_explicit", "graphic_violence", "copyrighted_character")
+AGE, AGE_YO = "<age>", "<age_yo>"
+MAX_EXPANSIONS = 50_000  # word tuples one phrase may expand to
+MIN_RUN_KEY = 4  # rule words this long are also searched inside spaced-out letter runs
+NO_JOIN = frozenset("a an the to of in on at is are be by for with from and or all my his her its".split())
+NUMBER_WORDS = dict(zip(
+    "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
+    " seventeen".split(), range(1, 18),
+))  # fmt: skip
+_AGE_YO = re.compile(r"(\d{1,2})(?:yo|yr|yrs|yearold|yearsold|yrold|yrsold)")
+_WORDS = re.compile(r"[^\W_]+")
+RULE, GROUP, ALLOW = 0, 1, 2  # kinds of trie tags: (kind, rule or allow index, group index)
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A content rule: `phrases` (any one matches) or `all_of` (each group must match somewhere)."""
+
+    id: str
+    category: str
+    description: str = ""
+    phrases: tuple[str, ...] = ()
+    all_of: tuple[tuple[str, ...], ...] = ()
+    window: int | None = None  # all_of only: max pieces between the first group and each other group
+
+
+@dataclass(frozen=True)
+class AllowRule:
+    """An allow-list exception: rule matches inside one of these phrases are ignored."""
+
+    id: str
+    phrases: tuple[str, ...]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Match:
+    """One rule that fired, with the original-prompt spans (and their text) that made it fire."""
+
+    rule: Rule
+    spans: tuple[tuple[int, int], ...]
+    texts: tuple[str, ...]
+
+    @property
+    def category(self) -> str:
+        return self.rule.category
+
+
+@lru_cache(maxsize=4096)
+def is_minor_age(form: str, yo: bool = False) -> bool:
+    """True for an age under 18: "12"/"twelve" (or, with yo=True, "12yo", "12yearold")."""
+    if yo:
+        m = _AGE_YO.fullmatch(form)
+        return bool(m) and 0 < int(m.group(1)) < 18
+    return (form.isdigit() and len(form) <= 2 and 0 < int(form) < 18) or form in NUMBER_WORDS
+
+
+def _literal(raw: str) -> tuple[str, ...]:
+    if raw in (AGE, AGE_YO):
+        return (raw,)
+    words = tuple(_WORDS.findall(fold_text(raw)))
+    if not words:
+        raise ValueError(f"word {raw!r} has no letters or digits")
+    return words
+
+
+def expand_phrase(phrase: str, lists: Mapping[str, Sequence[str]]) -> list[tuple[str, ...]]:
+    """Expand a rule phrase into the word tuples it matches; raises ValueError naming the problem."""
+    if not isinstance(phrase, str) or not phrase.strip():
+        raise ValueError(f"phrase must be a non-empty string, got {phrase!r}")
+    choices: list[list[tuple[str, ...]]] = []
+    for raw in phrase.split():
+        optional = len(raw) > 1 and raw.endswith("?")
+        raw = raw[:-1] if optional else raw
+        if raw.startswith("@"):
+            if raw[1:] not in lists:
+                raise ValueError(f"phrase {phrase!r} uses unknown list {raw!r}; known: {sorted(lists)}")
+            alts = []
+            for entry in lists[raw[1:]]:
+                if any(w.startswith("@") or w.endswith("?") for w in entry.split()):
+                    raise ValueError(f"list {raw!r} entry {entry!r}: list entries cannot use '@' or '?'")
+                alts.append(tuple(w for word in entry.split() for w in _literal(word)))
+        else:
+            alts = [_literal(raw)]
+        choices.append(alts + [()] if optional else alts)
+    total = 1
+    for alts in choices:
+        total *= len(alts)
+    if total > MAX_EXPANSIONS:
+        raise ValueError(f"phrase {phrase!r} expands to {total} variants (max {MAX_EXPANSIONS})")
+    out = [tuple(w for part in combo for w in part) for combo in itertools.product(*choices)]
+    return [words for words in dict.fromkeys(out) if words]
+
+
+class _Node:
+    __slots__ = ("children", "tags")
+
+    def __init__(self) -> None:
+        self.children: dict[str, _Node] = {}
+        self.tags: list[tuple[int, int, int]] = []
+
+
+class Matcher:
+    """Compiled rules: `evaluate(lattice)` returns the rules that fire and the exceptions used."""
+
+    def __init__(self, rules: Sequence[Rule], allow: Sequence[AllowRule], lists: Mapping[str, Sequence[str]]):
+        self.rules = tuple(rules)
+        self.allow = tuple(allow)
+        self.root = _Node()
+        self.run_keys: dict[str, _Node] = {}  # single rule words searched inside spaced-out runs
+        self.run_prefixes: set[str] = set()  # every prefix of a run key (a char trie as a set)
+        for ri, rule in enumerate(self.rules):
+            for gi, group in enumerate(rule.all_of or (rule.phrases,)):
+                for phrase in group:
+                    self._add(phrase, lists, (GROUP if rule.all_of else RULE, ri, gi))
+        for ai, exc in enumerate(self.allow):
+            for phrase in exc.phrases:
+                self._add(phrase, lists, (ALLOW, ai, 0))
+
+    def _add(self, phrase: str, lists: Mapping[str, Sequence[str]], tag: tuple[int, int, int]) -> None:
+        for words in expand_phrase(phrase, lists):
+            variants = [words]
+            if len(words) > 1 and not NO_JOIN.intersection(words) and not {AGE, AGE_YO}.intersection(words):
+                variants.append(("".join(words),))
+            for variant in variants:
+                node = self.root
+                for w in variant:
+                    node = node.children.setdefault(w, _Node())
+                if tag not in node.tags:
+                    node.tags.append(tag)
+                if tag[0] != ALLOW and len(variant) == 1 and len(variant[0]) >= MIN_RUN_KEY:
+                    self.run_keys[variant[0]] = node
+                    self.run_prefixes.update(variant[0][:k] for k in range(1, len(variant[0]) + 1))
+
+    @staticmethod
+    def _children(node: _Node, forms: tuple[str, ...]) -> list[_Node]:
+        kids = node.children
+        found: list[_Node] = []
+        for f in forms:
+            child = kids.get(f)
+            if child is not None and child not in found:
+                found.append(child)
+        if AGE in kids or AGE_YO in kids:
+            for f in forms:
+                if f[0].isdigit() or f in NUMBER_WORDS:
+                    for key, yo in ((AGE, False), (AGE_YO, True)):
+                        child = kids.get(key)
+                        if child is not None and child not in found and is_minor_age(f, yo):
+                            found.append(child)
+        return found
+
+    def find(self, lat: Lattice) -> set[tuple[tuple[int, int, int], int, int]]:
+        """All (tag, first_piece, end_piece) occurrences of rule and allow phrases in the lattice."""
+        occ: set[tuple[tuple[int, int, int], int, int]] = set()
+        n = len(lat)
+        for first in range(n):
+            stack = [(first, self.root)]
+            while stack:
+                pos, node = stack.pop()
+                if pos >= n:
+                    continue
+                for end, forms in lat.edges[pos]:
+                    for child in self._children(node, forms):
+                        occ.update((tag, first, end) for tag in child.tags)
+                        if child.children:
+                            stack.append((end, child))
+        # Spaced-out letters ("p h o t o o f n u d e"): look for rule words anywhere inside the run.
+        for first, _end, text in lat.runs:
+            for form in same_length_forms(text):
+                for at in range(len(form)):
+                    stop = at + 1
+                    while stop <= len(form) and form[at:stop] in self.run_prefixes:
+                        node = self.run_keys.get(form[at:stop])
+                        if node is not None:
+                            occ.update((tag, first + at, first + stop) for tag in node.tags)
+                        stop += 1
+        return occ
+
+    def evaluate(self, lat: Lattice) -> tuple[list[Match], tuple[str, ...]]:
+        """Rules that fire (severity order, then position) and ids of allow exceptions that applied."""
+        occ = self.find(lat)
+        # reach[i] = furthest end of an allow occurrence starting at or before piece i.
+        reach = [0] * (len(lat) + 1)
+        for (kind, _, _), first, end in occ:
+            if kind == ALLOW:
+                reach[first] = max(reach[first], end)
+        for i in range(1, len(reach)):
+            reach[i] = max(reach[i], reach[i - 1])
+        allow_occ = [(t[1], f, e) for t, f, e in occ if t[0] == ALLOW]
+        used: set[str] = set()
+        hits: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        for (kind, ri, gi), first, end in sorted(occ, key=lambda o: (o[1], o[2], o[0])):
+            if kind == ALLOW:
+                continue
+            if reach[first] >= end:  # inside an allow-list phrase
+                used.update(self.allow[ai].id for ai, f, e in allow_occ if f <= first and e >= end)
+                continue
+            hits.setdefault((ri, gi), []).append((first, end))
+        matches = []
+        for ri, rule in enumerate(self.rules):
+            pieces = self._fire(rule, [hits.get((ri, gi), []) for gi in range(len(rule.all_of) or 1)])
+            if pieces:
+                spans = tuple(lat.char_span(f, e) for f, e in pieces)
+                matches.append(Match(rule, spans, tuple(lat.prompt[a:b] for a, b in spans)))
+        matches.sort(key=lambda m: (CATEGORIES.index(m.category), m.spans[0]))
+        return matches, tuple(sorted(used))
+
+    @staticmethod
+    def _fire(rule: Rule, groups: list[list[tuple[int, int]]]) -> list[tuple[int, int]] | None:
+        """Piece spans that make `rule` fire (one per group), or None."""
+        if not all(groups):
+            return None
+        if rule.window is None:
+            return [g[0] for g in groups]
+        w = rule.window
+        starts_per_group = [[f for f, _ in g] for g in groups]
+        for anchor in groups[0]:
+            picked = [anchor]
+            for g, starts in zip(groups[1:], starts_per_group[1:]):
+                # Candidates start at most w pieces after the anchor ends; scan back a bounded amount.
+                i = bisect.bisect_right(starts, anchor[1] + w) - 1
+                near = None
+                while i >= 0 and starts[i] >= anchor[0] - w - 8:
+                    f, e = g[i]
+                    if max(0, f - anchor[1], anchor[0] - e) <= w:
+                        near = (f, e)
+                        break
+                    i -= 1
+                if near is None:
+                    break
+                picked.append(near)
+            else:
+                return picked
+        return None

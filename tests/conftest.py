@@ -1,0 +1,24 @@
+import os
+
+import pytest
+import torch
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture
+def tiny_gen():
+    from bitdance.configs import get_preset
+    from bitdance.generator.transformer import BitDanceTransformer
+
+    torch.manual_seed(0)
+    return BitDanceTransformer(get_preset("generator", "tiny")).eval()
+
+
+@pytest.fixture
+def tiny_tok():
+    from bitdance.configs import get_preset
+    from bitdance.tokenizer.autoencoder import BinaryAutoencoder
+
+    torch.manual_seed(0)
+    return BinaryAutoencoder(get_preset("tokenizer", "tiny")).eval()
