@@ -31,7 +31,10 @@ def _kinds() -> dict[str, tuple[type, type]]:
     from .generator.transformer import BitDanceTransformer
     from .tokenizer.autoencoder import BinaryAutoencoder
 
-    return {"tokenizer": (TokenizerConfig, BinaryAutoencoder), "generator": (GeneratorConfig, BitDanceTransformer)}
+    return {
+        "tokenizer": (TokenizerConfig, BinaryAutoencoder),
+        "generator": (GeneratorConfig, BitDanceTransformer),
+    }
 
 
 def kind_of(module: nn.Module) -> str:
@@ -57,7 +60,9 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
         raise
 
 
-def save_state_dict(state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+def save_state_dict(
+    state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
+) -> None:
     """Atomic safetensors write (tensors made contiguous and de-aliased)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -72,7 +77,9 @@ def save_state_dict(state: dict[str, torch.Tensor], path: Path, metadata: dict[s
         raise
 
 
-def save_pretrained(module: nn.Module, folder: str | os.PathLike, extra: dict[str, Any] | None = None) -> Path:
+def save_pretrained(
+    module: nn.Module, folder: str | os.PathLike, extra: dict[str, Any] | None = None
+) -> Path:
     """Write config.json (with `kind`) and model.safetensors for a tokenizer or generator."""
     folder = Path(folder)
     kind = kind_of(module)
@@ -110,7 +117,8 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str = "
     unexpected = sorted(set(state) - set(own))
     shapes = [
         f"{k}: expected {tuple(own[k].shape)}, got {tuple(state[k].shape)}"
-        for k in sorted(set(own) & set(state)) if own[k].shape != state[k].shape
+        for k in sorted(set(own) & set(state))
+        if own[k].shape != state[k].shape
     ]
     problems = []
     if missing:
@@ -124,17 +132,22 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str = "
     module.load_state_dict(state, strict=True)
 
 
-def from_pretrained(folder: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None):
+def from_pretrained(
+    folder: str | os.PathLike, device: str | torch.device = "cpu", dtype: torch.dtype | None = None
+):
     """Build the component described by <folder>/config.json and load <folder>/model.safetensors."""
     folder = Path(folder)
     config = read_config(folder)
     kind = config.get("kind")
     kinds = _kinds()
     if kind not in kinds:
-        raise CheckpointError(f"{folder / CONFIG_NAME}: unknown component kind {kind!r}; allowed: {sorted(kinds)}")
+        raise CheckpointError(
+            f"{folder / CONFIG_NAME}: unknown component kind {kind!r}; allowed: {sorted(kinds)}"
+        )
     if "quantization" in config:
         raise CheckpointError(
-            f"{folder / CONFIG_NAME}: quantization scheme {config['quantization']!r} is not supported by this "
+            f"{folder / CONFIG_NAME}: quantization scheme {config['quantization']!r} is not supported "
+            "by this "
             "version of bitdance; supported: none (fp32/bf16 weights)"
         )
     cfg_cls, mod_cls = kinds[kind]

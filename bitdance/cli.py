@@ -50,7 +50,10 @@ def main(argv: list[str] | None = None) -> int:
         if e.name and e.name.startswith("bitdance"):
             print(f"error: `bitdance {verb}` is not available in this version", file=sys.stderr)
         else:
-            print(f"error: `bitdance {verb}` needs the optional package {e.name!r}; install it with pip", file=sys.stderr)
+            print(
+                f"error: `bitdance {verb}` needs the optional package {e.name!r}; install it with pip",
+                file=sys.stderr,
+            )
         return 2
     runner = getattr(module, "run_verb", None)
     try:

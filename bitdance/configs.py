@@ -52,7 +52,10 @@ class TokenizerConfig(_Config):
 
     def __post_init__(self) -> None:
         _check(len(self.ch_mult) >= 1, "ch_mult needs at least one level")
-        _check(1 <= self.z_channels <= 256, f"z_channels (bits per token) must be in 1..256, got {self.z_channels}")
+        _check(
+            1 <= self.z_channels <= 256,
+            f"z_channels (bits per token) must be in 1..256, got {self.z_channels}",
+        )
         _check(
             1 <= self.entropy_group_size <= 10 and self.z_channels % self.entropy_group_size == 0,
             f"entropy_group_size must be in 1..10 and divide z_channels={self.z_channels}, "
@@ -109,19 +112,40 @@ class GeneratorConfig(_Config):
     extra: dict = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        _check(self.cond_type in ("class", "text"), f"cond_type must be 'class' or 'text', got {self.cond_type!r}")
+        _check(
+            self.cond_type in ("class", "text"),
+            f"cond_type must be 'class' or 'text', got {self.cond_type!r}",
+        )
         _check(self.dim % self.n_head == 0, f"dim {self.dim} must be divisible by n_head {self.n_head}")
-        _check((self.dim // self.n_head) % 4 == 0, "backbone head_dim (dim/n_head) must be divisible by 4 (2-D RoPE)")
-        _check(self.head_type in ("mlp", "attention"), f"head_type must be 'mlp' or 'attention', got {self.head_type!r}")
-        _check(self.head_pos in ("learned", "sincos"), f"head_pos must be 'learned' or 'sincos', got {self.head_pos!r}")
-        _check(self.head_depth % self.head_adaln_groups == 0, "head_depth must be a multiple of head_adaln_groups")
-        _check(self.head_type == "mlp" or self.head_dim % self.head_head_dim == 0,
-               "head_dim must be a multiple of head_head_dim")
+        _check(
+            (self.dim // self.n_head) % 4 == 0,
+            "backbone head_dim (dim/n_head) must be divisible by 4 (2-D RoPE)",
+        )
+        _check(
+            self.head_type in ("mlp", "attention"),
+            f"head_type must be 'mlp' or 'attention', got {self.head_type!r}",
+        )
+        _check(
+            self.head_pos in ("learned", "sincos"),
+            f"head_pos must be 'learned' or 'sincos', got {self.head_pos!r}",
+        )
+        _check(
+            self.head_depth % self.head_adaln_groups == 0,
+            "head_depth must be a multiple of head_adaln_groups",
+        )
+        _check(
+            self.head_type == "mlp" or self.head_dim % self.head_head_dim == 0,
+            "head_dim must be a multiple of head_head_dim",
+        )
         for p in self.supported_parallel:
             validate_parallel_num(p, self.grid_size)
-        _check(self.head_type == "attention" or self.supported_parallel == (1,),
-               "the per-token 'mlp' head only supports parallel_num 1; use head_type='attention'")
-        _check(self.local_window is None or self.local_window >= 1, "local_window must be None or >= 1 patches")
+        _check(
+            self.head_type == "attention" or self.supported_parallel == (1,),
+            "the per-token 'mlp' head only supports parallel_num 1; use head_type='attention'",
+        )
+        _check(
+            self.local_window is None or self.local_window >= 1, "local_window must be None or >= 1 patches"
+        )
 
     @property
     def supported_parallel(self) -> tuple[int, ...]:
@@ -164,7 +188,9 @@ TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
     "tiny": TokenizerConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=1, z_channels=16, image_size=16),
     "mini": TokenizerConfig(ch=64, ch_mult=(1, 2, 2), num_res_blocks=2, z_channels=16, image_size=32),
     # official release (shapes from the reference report)
-    "ae_d16c32": TokenizerConfig(ch=256, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=4, z_channels=32, image_size=256),
+    "ae_d16c32": TokenizerConfig(
+        ch=256, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=4, z_channels=32, image_size=256
+    ),
     "ae_d32c128": TokenizerConfig(
         ch=128, ch_mult=(1, 1, 2, 2, 4, 8), num_res_blocks=4, z_channels=128, gan_decoder=True, image_size=256
     ),
@@ -174,30 +200,76 @@ TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
 }
 
 
-def _official_imagenet(dim: int, layers: int, heads: int, head_depth: int, adaln: int, p: int) -> GeneratorConfig:
+def _official_imagenet(
+    dim: int, layers: int, heads: int, head_depth: int, adaln: int, p: int
+) -> GeneratorConfig:
     return GeneratorConfig(
-        latent_bits=32, grid_size=(16, 16), dim=dim, n_layer=layers, n_head=heads, cond_type="class",
-        num_classes=1000, cls_token_num=64, parallel_num=p, head_type="mlp" if p == 1 else "attention",
-        head_dim=dim, head_depth=head_depth, head_adaln_groups=adaln, diff_batch_mul=4,
+        latent_bits=32,
+        grid_size=(16, 16),
+        dim=dim,
+        n_layer=layers,
+        n_head=heads,
+        cond_type="class",
+        num_classes=1000,
+        cls_token_num=64,
+        parallel_num=p,
+        head_type="mlp" if p == 1 else "attention",
+        head_dim=dim,
+        head_depth=head_depth,
+        head_adaln_groups=adaln,
+        diff_batch_mul=4,
         perturb_rate=0.1 if dim == 768 else 0.05,
     )
 
 
 GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
     "tiny": GeneratorConfig(
-        latent_bits=16, grid_size=(4, 4), dim=64, n_layer=2, n_head=2, ffn_multiple_of=64, cls_token_num=2,
-        parallel_num=4, parallel_nums=(1, 4, 16), head_dim=64, head_depth=2, head_adaln_groups=1,
+        latent_bits=16,
+        grid_size=(4, 4),
+        dim=64,
+        n_layer=2,
+        n_head=2,
+        ffn_multiple_of=64,
+        cls_token_num=2,
+        parallel_num=4,
+        parallel_nums=(1, 4, 16),
+        head_dim=64,
+        head_depth=2,
+        head_adaln_groups=1,
         diff_batch_mul=2,
     ),
     "tiny-text": GeneratorConfig(
-        latent_bits=16, grid_size=(4, 4), dim=64, n_layer=2, n_head=2, ffn_multiple_of=64, cond_type="text",
-        text_dim=32, text_len=8, parallel_num=4, parallel_nums=(1, 4, 16), head_dim=64, head_depth=2,
+        latent_bits=16,
+        grid_size=(4, 4),
+        dim=64,
+        n_layer=2,
+        n_head=2,
+        ffn_multiple_of=64,
+        cond_type="text",
+        text_dim=32,
+        text_len=8,
+        parallel_num=4,
+        parallel_nums=(1, 4, 16),
+        head_dim=64,
+        head_depth=2,
         diff_batch_mul=2,
     ),
     "mini": GeneratorConfig(
-        latent_bits=16, grid_size=(8, 8), dim=384, n_layer=8, n_head=6, ffn_multiple_of=128, cond_type="text",
-        text_dim=384, text_len=16, parallel_num=4, parallel_nums=(1, 4, 16), head_dim=256, head_depth=3,
-        head_adaln_groups=1, diff_batch_mul=4,
+        latent_bits=16,
+        grid_size=(8, 8),
+        dim=384,
+        n_layer=8,
+        n_head=6,
+        ffn_multiple_of=128,
+        cond_type="text",
+        text_dim=384,
+        text_len=16,
+        parallel_num=4,
+        parallel_nums=(1, 4, 16),
+        head_dim=256,
+        head_depth=3,
+        head_adaln_groups=1,
+        diff_batch_mul=4,
     ),
     "BitDance-B-1x": _official_imagenet(768, 24, 12, 6, 2, 1),
     "BitDance-B-4x": _official_imagenet(768, 24, 12, 6, 2, 4),

@@ -82,7 +82,8 @@ class ReplaySource(RandomSource):
 
 
 def as_source(
-    generator: torch.Generator | Sequence[torch.Generator] | RandomSource | None, device: str | torch.device = "cpu"
+    generator: torch.Generator | Sequence[torch.Generator] | RandomSource | None,
+    device: str | torch.device = "cpu",
 ) -> RandomSource:
     """Normalise the accepted `generator=` forms into a RandomSource."""
     if isinstance(generator, RandomSource):

@@ -38,7 +38,9 @@ def test_mismatched_weights_name_the_key(tmp_path, tiny_gen):
     cfg["dim"] = 128
     cfg["head_dim"] = 128
     (tmp_path / "gen" / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(CheckpointError, match=r"shape mismatch .*emb_norm.weight: expected \(128,\), got \(64,\)"):
+    with pytest.raises(
+        CheckpointError, match=r"shape mismatch .*emb_norm.weight: expected \(128,\), got \(64,\)"
+    ):
         from_pretrained(tmp_path / "gen")
 
 
@@ -46,7 +48,9 @@ def test_missing_and_unexpected_keys_are_listed(tiny_gen):
     state = dict(tiny_gen.state_dict())
     state.pop("norm.weight")
     state["bogus.weight"] = torch.zeros(1)
-    with pytest.raises(CheckpointError, match=r"missing keys \['norm.weight'\].*unexpected keys \['bogus.weight'\]"):
+    with pytest.raises(
+        CheckpointError, match=r"missing keys \['norm.weight'\].*unexpected keys \['bogus.weight'\]"
+    ):
         load_into(tiny_gen, state)
 
 
@@ -75,7 +79,13 @@ def test_presets_instantiate_with_expected_sizes(name):
 
     cfg = get_preset("generator", name)
     if name == "BitDance-B-4x":
-        assert (cfg.dim, cfg.n_layer, cfg.n_head, cfg.ffn_hidden, cfg.cls_token_num) == (768, 24, 12, 2048, 64)
+        assert (cfg.dim, cfg.n_layer, cfg.n_head, cfg.ffn_hidden, cfg.cls_token_num) == (
+            768,
+            24,
+            12,
+            2048,
+            64,
+        )
         return  # 260M params: shapes checked, not built in the fast suite
     with torch.device("meta"):
         n = sum(p.numel() for p in BitDanceTransformer(cfg).parameters())

@@ -19,7 +19,7 @@ def eight_images() -> torch.Tensor:
     for i in range(8):
         colour = torch.rand(3, generator=g) * 2 - 1
         r, c = (i // 4) * 8, (i % 4) * 4
-        imgs[i, :, r:r + 8, c:c + 8] = colour[:, None, None]
+        imgs[i, :, r : r + 8, c : c + 8] = colour[:, None, None]
     return imgs
 
 
@@ -42,9 +42,22 @@ def test_tiny_tokenizer_and_generator_overfit_eight_images():
         recon = tok.decode(bits)
     assert F.mse_loss(recon, imgs).item() < 2e-3  # > 30 dB PSNR on [-1, 1] images
 
-    cfg = GeneratorConfig(latent_bits=16, grid_size=(4, 4), dim=64, n_layer=2, n_head=2, ffn_multiple_of=64,
-                          num_classes=8, cls_token_num=2, parallel_num=4, head_dim=64, head_depth=2,
-                          diff_batch_mul=4, perturb_rate=0.0, cond_dropout=0.0)
+    cfg = GeneratorConfig(
+        latent_bits=16,
+        grid_size=(4, 4),
+        dim=64,
+        n_layer=2,
+        n_head=2,
+        ffn_multiple_of=64,
+        num_classes=8,
+        cls_token_num=2,
+        parallel_num=4,
+        head_dim=64,
+        head_depth=2,
+        diff_batch_mul=4,
+        perturb_rate=0.0,
+        cond_dropout=0.0,
+    )
     gen = BitDanceTransformer(cfg).train()
     opt = torch.optim.AdamW(gen.parameters(), lr=2e-3)
     rng = GeneratorSource(torch.Generator().manual_seed(1))

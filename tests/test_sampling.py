@@ -40,7 +40,9 @@ def test_same_seed_same_bits(p):
 @pytest.mark.parametrize("schedule", ["constant", "linear"])
 def test_item_alone_equals_item_in_batch(schedule):
     m = trained_like()
-    opts = SamplingOptions(parallel_num=4, num_sampling_steps=4, guidance_scale=3.0, guidance_schedule=schedule)
+    opts = SamplingOptions(
+        parallel_num=4, num_sampling_steps=4, guidance_scale=3.0, guidance_schedule=schedule
+    )
     batch = generate_bits(m, torch.tensor([0, 5, 9]), opts, gens(10, 11, 12))
     alone = generate_bits(m, torch.tensor([5]), opts, gens(11))
     assert torch.equal(batch[1:2], alone)
@@ -79,11 +81,17 @@ def test_time_grid():
         time_grid(0)
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"num_sampling_steps": -1}, "num_sampling_steps"), ({"guidance_scale": float("nan")}, "guidance_scale"),
-    ({"guidance_schedule": "cos"}, "guidance_schedule"), ({"solver": "heun"}, "solver"),
-    ({"parallel_num": 9}, "allowed"), ({"parallel_num": 64}, "allowed"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"num_sampling_steps": -1}, "num_sampling_steps"),
+        ({"guidance_scale": float("nan")}, "guidance_scale"),
+        ({"guidance_schedule": "cos"}, "guidance_schedule"),
+        ({"solver": "heun"}, "solver"),
+        ({"parallel_num": 9}, "allowed"),
+        ({"parallel_num": 64}, "allowed"),
+    ],
+)
 def test_bad_options(kw, match):
     m = trained_like()
     with pytest.raises(ValueError, match=match):
@@ -104,6 +112,11 @@ def test_known_tokens_are_kept_exactly():
 def test_progress_callback_counts_steps():
     m = trained_like()
     seen = []
-    generate_bits(m, torch.tensor([0]), SamplingOptions(parallel_num=4, num_sampling_steps=2), gens(0),
-                  callback=lambda s, t, partial: seen.append((s, t, partial.shape[1])))
+    generate_bits(
+        m,
+        torch.tensor([0]),
+        SamplingOptions(parallel_num=4, num_sampling_steps=2),
+        gens(0),
+        callback=lambda s, t, partial: seen.append((s, t, partial.shape[1])),
+    )
     assert seen == [(1, 4, 4), (2, 4, 8), (3, 4, 12), (4, 4, 16)]

@@ -99,13 +99,18 @@ def test_depth_to_space_is_dcr_not_pixel_shuffle():
     c_prime = 2
     for r in range(2):
         for s in range(2):
-            assert torch.equal(out[:, :, r::2, s::2], x[:, (2 * r + s) * c_prime:(2 * r + s + 1) * c_prime])
+            assert torch.equal(out[:, :, r::2, s::2], x[:, (2 * r + s) * c_prime : (2 * r + s + 1) * c_prime])
     assert not torch.equal(out, torch.nn.functional.pixel_shuffle(x, 2))
 
 
-@pytest.mark.parametrize("field,value,match", [
-    ("z_channels", 300, "1..256"), ("entropy_group_size", 12, "entropy_group_size"), ("ch", 48, "norm_groups"),
-])
+@pytest.mark.parametrize(
+    "field,value,match",
+    [
+        ("z_channels", 300, "1..256"),
+        ("entropy_group_size", 12, "entropy_group_size"),
+        ("ch", 48, "norm_groups"),
+    ],
+)
 def test_config_validation(field, value, match):
     with pytest.raises(ValueError, match=match):
         TokenizerConfig(**{field: value})

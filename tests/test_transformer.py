@@ -22,8 +22,8 @@ def cached_hidden(model, labels, bits_seq, grid, p):
     outs = [model(torch.cat([prefix, model.queries(b, p)], 1), rope[:first], groups[:first], cache)[:, -p:]]
     for k in range(n // p - 1):
         lo = first + k * p
-        emb = model.embed_tokens(bits_seq[:, k * p:(k + 1) * p])
-        outs.append(model(emb, rope[lo:lo + p], groups[lo:lo + p], cache))
+        emb = model.embed_tokens(bits_seq[:, k * p : (k + 1) * p])
+        outs.append(model(emb, rope[lo : lo + p], groups[lo : lo + p], cache))
         if model.config.local_window is not None:
             g = cache.groups
             cache.evict((g <= 0) | (g >= (k + 2) - model.config.local_window))
@@ -43,7 +43,9 @@ def test_kv_cached_decode_matches_full_forward(tiny_gen, p):
 
 
 def test_local_window_cached_matches_full_and_bounds_cache():
-    cfg = dataclasses.replace(get_preset("generator", "tiny"), grid_size=(8, 8), local_window=2, head_pos="sincos")
+    cfg = dataclasses.replace(
+        get_preset("generator", "tiny"), grid_size=(8, 8), local_window=2, head_pos="sincos"
+    )
     torch.manual_seed(0)
     model = BitDanceTransformer(cfg).eval()
     bits = torch.randint(0, 2, (1, 64, 16)).float() * 2 - 1
@@ -62,19 +64,20 @@ def test_local_window_cached_matches_full_and_bounds_cache():
 
 
 def test_block_causal_mask_p4_matches_reference_structure():
-    # reference: rows 0-62 causal; rows 63-66 see cols 0-66; block k (k>=1) rows 63+4k..66+4k see cols 0..66+4k
+    # reference: rows 0-62 causal; rows 63-66 see cols 0-66;
+    # block k (k>=1): rows 63+4k..66+4k see cols 0..66+4k
     lp, n, p = 64, 256, 4
     groups = attention_groups(lp, n, p)
     mask = group_mask(groups, groups)
     s = lp + n - 1
     assert mask.shape == (s, s)
     for i in range(63):
-        assert mask[i, : i + 1].all() and not mask[i, i + 1:].any()
+        assert mask[i, : i + 1].all() and not mask[i, i + 1 :].any()
     for i in range(63, 67):
         assert mask[i, :67].all() and not mask[i, 67:].any()
     for k in (1, 2, 30, 63):
         for i in range(63 + 4 * k, 67 + 4 * k):
-            assert mask[i, : 67 + 4 * k].all() and not mask[i, 67 + 4 * k:].any()
+            assert mask[i, : 67 + 4 * k].all() and not mask[i, 67 + 4 * k :].any()
 
 
 def test_patch_order_and_round_trip():
@@ -86,8 +89,9 @@ def test_patch_order_and_round_trip():
     assert order_for((4, 6), 1).tolist() == list(range(24))
 
 
-@pytest.mark.parametrize("p,match", [(3, "perfect square"), (2, "perfect square"), (9, "does not tile"),
-                                     (0, "perfect square")])
+@pytest.mark.parametrize(
+    "p,match", [(3, "perfect square"), (2, "perfect square"), (9, "does not tile"), (0, "perfect square")]
+)
 def test_bad_parallel_num(p, match):
     with pytest.raises(ValueError, match=match):
         validate_parallel_num(p, (4, 4))

@@ -93,7 +93,14 @@ class HeadNet(nn.Module):
     """x-prediction network: net(z (n, P, C), t (n,), cond (n, P, Dc)) -> x_hat (n, P, C)."""
 
     def __init__(
-        self, bits: int, cond_dim: int, dim: int, depth: int, adaln_groups: int, block: str, head_dim: int,
+        self,
+        bits: int,
+        cond_dim: int,
+        dim: int,
+        depth: int,
+        adaln_groups: int,
+        block: str,
+        head_dim: int,
         bounded: bool,
     ) -> None:
         super().__init__()
@@ -148,9 +155,19 @@ class DiffusionHead(nn.Module):
     """Training loss + network; sampling lives in `bitdance.sampling.solvers`."""
 
     def __init__(
-        self, bits: int, cond_dim: int, dim: int, depth: int, adaln_groups: int = 1, block: str = "attention",
-        head_dim: int = 64, bounded: bool = False, P_mean: float = -0.8, P_std: float = 0.8,
-        time_shift: float = 1.0, diff_batch_mul: int = 1,
+        self,
+        bits: int,
+        cond_dim: int,
+        dim: int,
+        depth: int,
+        adaln_groups: int = 1,
+        block: str = "attention",
+        head_dim: int = 64,
+        bounded: bool = False,
+        P_mean: float = -0.8,
+        P_std: float = 0.8,
+        time_shift: float = 1.0,
+        diff_batch_mul: int = 1,
     ) -> None:
         super().__init__()
         self.bits = bits
@@ -158,7 +175,9 @@ class DiffusionHead(nn.Module):
         self.diff_batch_mul = diff_batch_mul
         self.net = HeadNet(bits, cond_dim, dim, depth, adaln_groups, block, head_dim, bounded)
 
-    def loss(self, x_nPC: torch.Tensor, cond_nPD: torch.Tensor, rng: RandomSource, reduce: bool = True) -> torch.Tensor:
+    def loss(
+        self, x_nPC: torch.Tensor, cond_nPD: torch.Tensor, rng: RandomSource, reduce: bool = True
+    ) -> torch.Tensor:
         """Velocity-space MSE. Rows are tiled `diff_batch_mul` times (copy j of row r is r + j*n).
 
         Draws: normal (n*m,) for logit-normal t, then eps (n*m, P, C).

@@ -81,15 +81,22 @@ class _BertLayer(nn.Module):
         def split(t: torch.Tensor) -> torch.Tensor:
             return t.view(b, l, self.heads, d // self.heads).transpose(1, 2)
 
-        att = F.scaled_dot_product_attention(split(self.q(x)), split(self.k(x)), split(self.v(x)), attn_mask=bias)
+        att = F.scaled_dot_product_attention(
+            split(self.q(x)), split(self.k(x)), split(self.v(x)), attn_mask=bias
+        )
         x = self.ln1(x + self.o(att.transpose(1, 2).reshape(b, l, d)))
         return self.ln2(x + self.fc2(F.gelu(self.fc1(x))))
 
 
 _BERT_KEYS = {
-    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
-    "o": "attention.output.dense", "ln1": "attention.output.LayerNorm", "fc1": "intermediate.dense",
-    "fc2": "output.dense", "ln2": "output.LayerNorm",
+    "q": "attention.self.query",
+    "k": "attention.self.key",
+    "v": "attention.self.value",
+    "o": "attention.output.dense",
+    "ln1": "attention.output.LayerNorm",
+    "fc1": "intermediate.dense",
+    "fc2": "output.dense",
+    "ln2": "output.LayerNorm",
 }
 
 
@@ -115,7 +122,9 @@ class MiniLMTextEncoder(nn.Module):
         try:
             from tokenizers import Tokenizer  # noqa: PLC0415
         except ImportError:
-            raise RuntimeError(f"the `tokenizers` package is needed for MiniLM; run: {INSTALL_HINT}") from None
+            raise RuntimeError(
+                f"the `tokenizers` package is needed for MiniLM; run: {INSTALL_HINT}"
+            ) from None
         root = Path(path) if path else minilm_path()
         cfg = json.loads((root / "config.json").read_text())
         d, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
@@ -128,13 +137,18 @@ class MiniLMTextEncoder(nn.Module):
         self.tok_type = nn.Embedding(cfg["type_vocab_size"], d)
         self.ln = nn.LayerNorm(d, eps=eps)
         self.layers = nn.ModuleList(
-            [_BertLayer(d, cfg["num_attention_heads"], cfg["intermediate_size"], eps) for _ in range(cfg["num_hidden_layers"])]
+            [
+                _BertLayer(d, cfg["num_attention_heads"], cfg["intermediate_size"], eps)
+                for _ in range(cfg["num_hidden_layers"])
+            ]
         )
         sd = load_file(str(root / "model.safetensors"))
         ours = {
-            "word.weight": sd["embeddings.word_embeddings.weight"], "pos.weight": sd["embeddings.position_embeddings.weight"],
+            "word.weight": sd["embeddings.word_embeddings.weight"],
+            "pos.weight": sd["embeddings.position_embeddings.weight"],
             "tok_type.weight": sd["embeddings.token_type_embeddings.weight"],
-            "ln.weight": sd["embeddings.LayerNorm.weight"], "ln.bias": sd["embeddings.LayerNorm.bias"],
+            "ln.weight": sd["embeddings.LayerNorm.weight"],
+            "ln.bias": sd["embeddings.LayerNorm.bias"],
         }
         for i in range(len(self.layers)):
             for short, long in _BERT_KEYS.items():
@@ -157,7 +171,11 @@ class MiniLMTextEncoder(nn.Module):
             mask[i, :n] = True
         dev = self.word.weight.device
         ids, mask = ids.to(dev), mask.to(dev)
-        x = self.word(ids) + self.pos(torch.arange(l, device=dev))[None] + self.tok_type(torch.zeros_like(ids))
+        x = (
+            self.word(ids)
+            + self.pos(torch.arange(l, device=dev))[None]
+            + self.tok_type(torch.zeros_like(ids))
+        )
         x = self.ln(x)
         bias = torch.zeros(b, 1, 1, l, device=dev).masked_fill(~mask[:, None, None, :], -math.inf)
         for layer in self.layers:

@@ -89,7 +89,7 @@ def attention_groups(prefix_len: int, n_tokens: int, parallel_num: int) -> torch
 
 
 def group_mask(q_groups: torch.Tensor, k_groups: torch.Tensor, window: int | None = None) -> torch.Tensor:
-    """(Lq, Lk) bool: key visible iff its group <= the query's (and, with a window, within `window` patches)."""
+    """(Lq, Lk) bool: key visible iff its group <= the query's (with a window: within `window` patches)."""
     allowed = k_groups[None, :] <= q_groups[:, None]
     if window is not None:
         allowed &= (k_groups[None, :] <= 0) | (k_groups[None, :] >= q_groups[:, None] - window)
@@ -118,8 +118,18 @@ class BitDanceTransformer(nn.Module):
         if cfg.head_pos == "learned":
             self.pos_for_diff = nn.Embedding(cfg.num_tokens, d)
         self.head = DiffusionHead(
-            cfg.latent_bits, d, cfg.head_dim, cfg.head_depth, cfg.head_adaln_groups, cfg.head_type,
-            cfg.head_head_dim, cfg.head_bounded, cfg.P_mean, cfg.P_std, cfg.time_shift, cfg.diff_batch_mul,
+            cfg.latent_bits,
+            d,
+            cfg.head_dim,
+            cfg.head_depth,
+            cfg.head_adaln_groups,
+            cfg.head_type,
+            cfg.head_head_dim,
+            cfg.head_bounded,
+            cfg.P_mean,
+            cfg.P_std,
+            cfg.time_shift,
+            cfg.diff_batch_mul,
         )
         self.reset_parameters()
 
@@ -133,7 +143,11 @@ class BitDanceTransformer(nn.Module):
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Embedding):
                 nn.init.normal_(m.weight, std=0.02)
-        for p in (getattr(self, "query_token", None), getattr(self, "text_pad", None), getattr(self, "boi_token", None)):
+        for p in (
+            getattr(self, "query_token", None),
+            getattr(self, "text_pad", None),
+            getattr(self, "boi_token", None),
+        ):
             if p is not None:
                 nn.init.normal_(p, std=0.02)
         self.head.net.reset_parameters()
@@ -153,12 +167,16 @@ class BitDanceTransformer(nn.Module):
             if not torch.is_tensor(cond) or cond.dim() != 1 or cond.dtype not in (torch.int64, torch.int32):
                 raise ValueError("class condition must be a 1-D integer tensor of labels")
             if bool(((cond < 0) | (cond > cfg.num_classes)).any()):
-                raise ValueError(f"class labels must be in [0, {cfg.num_classes - 1}] ({cfg.num_classes} = null)")
+                raise ValueError(
+                    f"class labels must be in [0, {cfg.num_classes - 1}] ({cfg.num_classes} = null)"
+                )
             return cond.shape[0]
         if not isinstance(cond, TextCondition):
             raise ValueError("this model is text-conditioned: pass a TextCondition (states, mask)")
         if cond.states.dim() != 3 or cond.states.shape[1:] != (cfg.text_len, cfg.text_dim):
-            raise ValueError(f"text states must be (B, {cfg.text_len}, {cfg.text_dim}), got {tuple(cond.states.shape)}")
+            raise ValueError(
+                f"text states must be (B, {cfg.text_len}, {cfg.text_dim}), got {tuple(cond.states.shape)}"
+            )
         return cond.states.shape[0]
 
     def embed_prefix(self, cond: Condition) -> torch.Tensor:
@@ -196,11 +214,15 @@ class BitDanceTransformer(nn.Module):
         cfg = self.config
         if cfg.head_pos == "learned":
             if tuple(grid) != tuple(cfg.grid_size):
-                raise ValueError(f"this model's learned head positions support only the {cfg.grid_size} token grid")
+                raise ValueError(
+                    f"this model's learned head positions support only the {cfg.grid_size} token grid"
+                )
             return self.pos_for_diff.weight[raster_idx.to(self.pos_for_diff.weight.device)]
         w = grid[1]
         dev = self.norm.weight.device
-        return sincos_2d((raster_idx // w).to(dev), (raster_idx % w).to(dev), cfg.dim).to(self.norm.weight.dtype)
+        return sincos_2d((raster_idx // w).to(dev), (raster_idx % w).to(dev), cfg.dim).to(
+            self.norm.weight.dtype
+        )
 
     # ------------------------------------------------------------------ backbone
     def forward(
@@ -235,15 +257,22 @@ class BitDanceTransformer(nn.Module):
         prefix = self.embed_prefix(cond)
         b, lp = prefix.shape[:2]
         n = bits_BNd.shape[1]
-        seq = torch.cat([prefix, self.queries(b, parallel_num), self.embed_tokens(bits_BNd[:, : n - parallel_num])], 1)
+        seq = torch.cat(
+            [prefix, self.queries(b, parallel_num), self.embed_tokens(bits_BNd[:, : n - parallel_num])], 1
+        )
         rope = self.rope_for(grid, parallel_num, lp + parallel_num - 1)
         h = self.forward(seq, rope, attention_groups(lp, n, parallel_num))
         return h[:, -n:]
 
     # ------------------------------------------------------------------ training
     def loss(
-        self, bits_BdHW: torch.Tensor, cond: Condition, rng: RandomSource, parallel_num: int | None = None,
-        perturb_rate: float | None = None, cond_dropout: float | None = None,
+        self,
+        bits_BdHW: torch.Tensor,
+        cond: Condition,
+        rng: RandomSource,
+        parallel_num: int | None = None,
+        perturb_rate: float | None = None,
+        cond_dropout: float | None = None,
     ) -> torch.Tensor:
         """Teacher-forced next-patch diffusion loss (scalar).
 
@@ -253,7 +282,9 @@ class BitDanceTransformer(nn.Module):
         cfg = self.config
         p = parallel_num or cfg.parallel_num
         if p not in cfg.supported_parallel:
-            raise ValueError(f"parallel_num {p} not supported by this model; allowed: {list(cfg.supported_parallel)}")
+            raise ValueError(
+                f"parallel_num {p} not supported by this model; allowed: {list(cfg.supported_parallel)}"
+            )
         b, d, h, w = bits_BdHW.shape
         grid = (h, w)
         order = order_for(grid, p).to(bits_BdHW.device)

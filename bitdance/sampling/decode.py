@@ -39,14 +39,21 @@ class SamplingOptions:
     def check(self) -> None:
         import math
 
-        if not isinstance(self.num_sampling_steps, int) or isinstance(self.num_sampling_steps, bool) \
-                or not 1 <= self.num_sampling_steps <= 1000:
-            raise ValueError(f"num_sampling_steps must be an integer in 1..1000, got {self.num_sampling_steps!r}")
+        if (
+            not isinstance(self.num_sampling_steps, int)
+            or isinstance(self.num_sampling_steps, bool)
+            or not 1 <= self.num_sampling_steps <= 1000
+        ):
+            raise ValueError(
+                f"num_sampling_steps must be an integer in 1..1000, got {self.num_sampling_steps!r}"
+            )
         g = self.guidance_scale
         if isinstance(g, bool) or not isinstance(g, (int, float)) or not math.isfinite(g) or not 0 <= g <= 50:
             raise ValueError(f"guidance_scale must be a finite number in [0, 50], got {g!r}")
         if self.guidance_schedule not in ("constant", "linear"):
-            raise ValueError(f"guidance_schedule must be 'constant' or 'linear', got {self.guidance_schedule!r}")
+            raise ValueError(
+                f"guidance_schedule must be 'constant' or 'linear', got {self.guidance_schedule!r}"
+            )
         get_solver(self.solver)
 
 
@@ -59,7 +66,9 @@ class KnownTokens:
 
 
 def _guided(options: SamplingOptions, total: int) -> bool:
-    return any(guidance_at(i, total, options.guidance_scale, options.guidance_schedule) != 1.0 for i in range(total))
+    return any(
+        guidance_at(i, total, options.guidance_scale, options.guidance_schedule) != 1.0 for i in range(total)
+    )
 
 
 @torch.no_grad()
@@ -84,7 +93,9 @@ def generate_bits(
     cfg = model.config
     p = options.parallel_num or cfg.parallel_num
     if p not in cfg.supported_parallel:
-        raise ValueError(f"parallel_num {p} not supported by this model; allowed: {list(cfg.supported_parallel)}")
+        raise ValueError(
+            f"parallel_num {p} not supported by this model; allowed: {list(cfg.supported_parallel)}"
+        )
     grid = tuple(options.grid or cfg.grid_size)
     validate_parallel_num(p, grid)  # type: ignore[arg-type]
     b = model.check_condition(cond)
@@ -98,7 +109,9 @@ def generate_bits(
     if known is not None:
         check_bits(known.bits, "known bits")
         if known.bits.shape != (b, d, *grid) or known.keep.shape != (b, *grid):
-            raise ValueError(f"known tokens must be bits (B, {d}, {grid[0]}, {grid[1]}) and keep (B, {grid[0]}, {grid[1]})")
+            raise ValueError(
+                f"known tokens must be bits (B, {d}, {grid[0]}, {grid[1]}) and keep (B, {grid[0]}, {grid[1]})"
+            )
         known_seq = known.bits.to(device).flatten(2).transpose(1, 2)[:, order]
         keep_seq = known.keep.to(device).flatten(1)[:, order]
 
@@ -121,22 +134,26 @@ def generate_bits(
     out = torch.empty(b, n, d, device=device)
     for k in range(steps_total):
         w = guidance_at(k, steps_total, options.guidance_scale, options.guidance_schedule)
-        target = order[k * p:(k + 1) * p]
+        target = order[k * p : (k + 1) * p]
         cond_h = hidden + model.head_positions(grid, target)[None].to(dtype)  # type: ignore[arg-type]
         if guided and w == 1.0 and options.independent_unguided_streams:
-            x_cont = solver(model.head.net, cond_h, (rows, p, d), options.num_sampling_steps, 1.0, rng, cfg.time_shift)
+            x_cont = solver(
+                model.head.net, cond_h, (rows, p, d), options.num_sampling_steps, 1.0, rng, cfg.time_shift
+            )
             step_bits = binarize(x_cont)
             feed = step_bits
         else:
-            x_cont = solver(model.head.net, cond_h, (b, p, d), options.num_sampling_steps, w, rng, cfg.time_shift)
+            x_cont = solver(
+                model.head.net, cond_h, (b, p, d), options.num_sampling_steps, w, rng, cfg.time_shift
+            )
             step_bits = binarize(x_cont)
             feed = None
         if known is not None:
-            kb, kk = known_seq[:, k * p:(k + 1) * p], keep_seq[:, k * p:(k + 1) * p, None]
+            kb, kk = known_seq[:, k * p : (k + 1) * p], keep_seq[:, k * p : (k + 1) * p, None]
             if feed is not None:
                 kb, kk = torch.cat([kb, kb]), torch.cat([kk, kk])
             step_bits = torch.where(kk, kb, step_bits)
-        out[:, k * p:(k + 1) * p] = step_bits[:b]
+        out[:, k * p : (k + 1) * p] = step_bits[:b]
         if feed is None:
             feed = torch.cat([step_bits, step_bits]) if guided else step_bits
         else:
@@ -147,7 +164,7 @@ def generate_bits(
             break
         lo = first + k * p
         emb = model.embed_tokens(feed)
-        hidden = model(emb, rope_all[lo:lo + p], groups_all[lo:lo + p], cache)
+        hidden = model(emb, rope_all[lo : lo + p], groups_all[lo : lo + p], cache)
         if cfg.local_window is not None:
             g = cache.groups
             cache.evict((g <= 0) | (g >= (k + 2) - cfg.local_window))  # type: ignore[operator]

@@ -25,7 +25,9 @@ def time_grid(steps: int, time_shift: float = 1.0, device: torch.device | None =
     return shift_time(torch.linspace(0, T_END, steps + 1, dtype=torch.float32, device=device), time_shift)
 
 
-def guided_velocity(net: NetFn, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance: float) -> torch.Tensor:
+def guided_velocity(
+    net: NetFn, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance: float
+) -> torch.Tensor:
     """Velocity at (x, t). With guidance, cond holds [cond; uncond] (2n rows) and x has n rows."""
     n = x.shape[0]
     if cond.shape[0] == 2 * n:
@@ -35,7 +37,9 @@ def guided_velocity(net: NetFn, x: torch.Tensor, t: torch.Tensor, cond: torch.Te
         v_c, v_u = v[:n], v[n:]
         return v_u + guidance * (v_c - v_u)
     if cond.shape[0] != n:
-        raise ValueError(f"condition rows {cond.shape[0]} must equal sample rows {n} or twice that (guidance)")
+        raise ValueError(
+            f"condition rows {cond.shape[0]} must equal sample rows {n} or twice that (guidance)"
+        )
     tt = t.expand(n)
     return to_velocity(net(x.to(cond.dtype), tt, cond), x, tt)
 
@@ -47,7 +51,12 @@ def _final_euler(net: NetFn, x: torch.Tensor, cond: torch.Tensor, guidance: floa
 
 
 def euler_maruyama(
-    net: NetFn, cond: torch.Tensor, shape: tuple[int, ...], steps: int, guidance: float, rng: RandomSource,
+    net: NetFn,
+    cond: torch.Tensor,
+    shape: tuple[int, ...],
+    steps: int,
+    guidance: float,
+    rng: RandomSource,
     time_shift: float = 1.0,
 ) -> torch.Tensor:
     """Reverse SDE with diffusion 2(1 - t) on [0, 0.95], then one Euler step to 1. Returns continuous x.
@@ -67,7 +76,12 @@ def euler_maruyama(
 
 
 def euler(
-    net: NetFn, cond: torch.Tensor, shape: tuple[int, ...], steps: int, guidance: float, rng: RandomSource,
+    net: NetFn,
+    cond: torch.Tensor,
+    shape: tuple[int, ...],
+    steps: int,
+    guidance: float,
+    rng: RandomSource,
     time_shift: float = 1.0,
 ) -> torch.Tensor:
     """Deterministic probability-flow Euler on the same grid (one draw: the initial x)."""

@@ -43,7 +43,7 @@ class _Level(nn.Module):
 
 
 def depth_to_space(x: torch.Tensor, bs: int) -> torch.Tensor:
-    """DCR depth-to-space: out[b, c, bs*i+r, bs*j+s] = in[b, (bs*r+s)*C' + c, i, j] (not PixelShuffle order)."""
+    """DCR depth-to-space: out[b, c, bs*i+r, bs*j+s] = in[b, (bs*r+s)*C' + c, i, j] (not PixelShuffle)."""
     b, c, h, w = x.shape
     cp = c // (bs * bs)
     x = x.view(b, bs, bs, cp, h, w).permute(0, 3, 4, 1, 5, 2)

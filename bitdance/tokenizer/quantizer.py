@@ -34,7 +34,7 @@ def bits_to_index(bits: torch.Tensor) -> torch.Tensor:
     d = bits.shape[-1]
     if d > 63:
         raise ValueError(f"bits_to_index supports up to 63 bits per token (int64); got d={d}")
-    weights = (2 ** torch.arange(d, device=bits.device, dtype=torch.int64))
+    weights = 2 ** torch.arange(d, device=bits.device, dtype=torch.int64)
     return ((bits > 0).to(torch.int64) * weights).sum(-1)
 
 
@@ -46,7 +46,7 @@ def index_to_bits(index: torch.Tensor, d: int) -> torch.Tensor:
         raise ValueError(f"index must be an integer tensor, got {index.dtype}")
     if bool((index < 0).any()) or (d < 63 and bool((index >= 2**d).any())):
         raise ValueError(f"index values must be in [0, 2^{d})")
-    weights = (2 ** torch.arange(d, device=index.device, dtype=torch.int64))
+    weights = 2 ** torch.arange(d, device=index.device, dtype=torch.int64)
     on = (index.to(torch.int64)[..., None] & weights) != 0
     return on.float() * 2 - 1
 
@@ -72,7 +72,10 @@ def _sub_codebook(group_size: int, device: torch.device) -> torch.Tensor:
 
 
 def entropy_losses(
-    h_BdHW: torch.Tensor, group_size: int = 8, temperature: float = 0.01, sample_weight: float = 1.0,
+    h_BdHW: torch.Tensor,
+    group_size: int = 8,
+    temperature: float = 0.01,
+    sample_weight: float = 1.0,
     codebook_weight: float = 1.0,
 ) -> QuantizerLosses:
     """Group-wise LFQ entropy penalty + commitment.
