@@ -167,11 +167,11 @@ def explain(verdict: Verdict) -> str:
     lines = [verdict.reason]
     if verdict.rule is not None:
         if not verdict.allowed:
-            lines.append("No image was generated. Rephrase the prompt without the matched text.")
+            lines.append("The prompt was refused. Rephrase it without the matched text.")
         lines.append(
-            "If this is a false positive, add an allow-list exception in a rule file and pass it with "
-            "--safety-rules (see docs/safety.md); the filter is keyword-based and can be wrong."
+            "The filter is keyword-based and can be wrong: for a false positive, add an allow-list "
+            "exception in a rule file (docs/safety.md, 'Extending the rules')."
         )
-    if verdict.exceptions:
-        lines.append(f"Near-miss exceptions that applied: {', '.join(verdict.exceptions)}.")
+        if verdict.exceptions:
+            lines.append(f"Near-miss exceptions that also applied: {', '.join(verdict.exceptions)}.")
     return "\n".join(lines)

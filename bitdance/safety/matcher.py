@@ -168,7 +168,7 @@ class Matcher:
                 found.append(child)
         if AGE in kids or AGE_YO in kids:
             for f in forms:
-                if f[0].isdigit() or f in NUMBER_WORDS:
+                if len(f) <= 12 and (f[0].isdigit() or f in NUMBER_WORDS):
                     for key, yo in ((AGE, False), (AGE_YO, True)):
                         child = kids.get(key)
                         if child is not None and child not in found and is_minor_age(f, yo):
@@ -178,17 +178,15 @@ class Matcher:
     def find(self, lat: Lattice) -> set[tuple[tuple[int, int, int], int, int]]:
         """All (tag, first_piece, end_piece) occurrences of rule and allow phrases in the lattice."""
         occ: set[tuple[tuple[int, int, int], int, int]] = set()
-        n = len(lat)
+        n, edges, children = len(lat), lat.edges, self._children
         for first in range(n):
             stack = [(first, self.root)]
             while stack:
                 pos, node = stack.pop()
-                if pos >= n:
-                    continue
-                for end, forms in lat.edges[pos]:
-                    for child in self._children(node, forms):
+                for end, forms in edges[pos]:
+                    for child in children(node, forms):
                         occ.update((tag, first, end) for tag in child.tags)
-                        if child.children:
+                        if child.children and end < n:
                             stack.append((end, child))
         # Spaced-out letters ("p h o t o o f n u d e"): look for rule words anywhere inside the run.
         for first, _end, text in lat.runs:

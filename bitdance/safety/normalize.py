@@ -100,9 +100,13 @@ def same_length_forms(text: str) -> list[str]:
     return [text]
 
 
-@lru_cache(maxsize=16384)
 def word_forms(text: str) -> tuple[str, ...]:
     """Spellings a folded piece of text may stand for; the text itself comes first."""
+    # Cache ordinary words only: joined chunks and letter runs can be arbitrarily long.
+    return _word_forms_cached(text) if len(text) <= 48 else _word_forms(text)
+
+
+def _word_forms(text: str) -> tuple[str, ...]:
     forms = same_length_forms(text)
     if any(a == b == c for a, b, c in zip(text, text[1:], text[2:])):
         forms += [_squeeze(f, k) for f in list(forms) for k in (1, 2)]
@@ -112,6 +116,9 @@ def word_forms(text: str) -> tuple[str, ...]:
             if f.endswith("es"):
                 forms.append(f[:-2])
     return tuple(dict.fromkeys(forms))
+
+
+_word_forms_cached = lru_cache(maxsize=16384)(_word_forms)
 
 
 @dataclass
