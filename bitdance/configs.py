@@ -186,7 +186,8 @@ def validate_parallel_num(p: int, grid: tuple[int, int]) -> int:
 
 TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
     "tiny": TokenizerConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=1, z_channels=16, image_size=16),
-    "mini": TokenizerConfig(ch=64, ch_mult=(1, 2, 2), num_res_blocks=2, z_channels=16, image_size=32),
+    # CPU default-model tokenizer: 32 px -> 4x4 tokens of 64 bits (8x down, 1 bit per pixel)
+    "mini": TokenizerConfig(ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=2, z_channels=64, image_size=32),
     # official release (shapes from the reference report)
     "ae_d16c32": TokenizerConfig(
         ch=256, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=4, z_channels=32, image_size=256
@@ -254,16 +255,17 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
         head_depth=2,
         diff_batch_mul=2,
     ),
+    # CPU default model (bitdance-mini): text-conditioned, 32 px, 4x4 grid of 64-bit tokens, ~10.7M params
     "mini": GeneratorConfig(
-        latent_bits=16,
-        grid_size=(8, 8),
-        dim=384,
+        latent_bits=64,
+        grid_size=(4, 4),
+        dim=288,
         n_layer=8,
-        n_head=6,
-        ffn_multiple_of=128,
+        n_head=4,
+        ffn_multiple_of=64,
         cond_type="text",
         text_dim=384,
-        text_len=16,
+        text_len=12,
         parallel_num=4,
         parallel_nums=(1, 4, 16),
         head_dim=256,

@@ -3,10 +3,14 @@
 Components are injected (tests build tiny ones); `from_pretrained` builds them from a folder:
     <folder>/model_index.json, <folder>/tokenizer/{config.json, model.safetensors},
     <folder>/generator/{config.json, model.safetensors}
+A call runs the content filter on the prompts (mode "block" by default; `bitdance.safety`), samples with
+one generator per image, decodes one image at a time, applies the optional post-processing and returns
+per-image recipes that `provenance` writes into PNGs (inspect, replay). Editing lives in `editing`.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -20,11 +24,14 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import __version__
-from .checkpoint import CheckpointError, from_pretrained, save_pretrained
-from .configs import get_preset
+from . import __version__, editing
+from .checkpoint import CheckpointError, atomic_write_bytes, from_pretrained, save_pretrained
+from .configs import TOKENIZER_PRESETS, get_preset
+from .generator.patches import from_sequence
 from .generator.text_encoder import build_text_encoder, check_prompts
 from .generator.transformer import BitDanceTransformer, Condition, TextCondition
+from .postprocess import apply_steps, build_steps
+from .provenance import check_model, known_record, make_recipe, read_recipe, replay_arguments, save_png
 from .random import GeneratorSource, PerItemSource, RandomSource
 from .sampling.decode import KnownTokens, SamplingOptions, generate_bits
 from .tokenizer.autoencoder import BinaryAutoencoder
@@ -34,6 +41,7 @@ DEFAULT_MODEL = "bitdance-mini"
 MAX_IMAGES = 64
 MAX_PROMPT_CHARS = 2000
 OUTPUT_TYPES = ("pil", "np", "pt", "bits")
+FILTER_MODES = ("block", "warn", "off")
 
 
 def models_dir() -> Path:
@@ -50,35 +58,52 @@ def resolve_model(name_or_path: str | os.PathLike) -> Path:
         return shipped
     names = sorted(x.name for x in models_dir().iterdir()) if models_dir().is_dir() else []
     raise ValueError(
-        f"model {str(name_or_path)!r} is neither a local folder nor a shipped model; shipped models: {names}, "
-        "or use 'random:<preset>' for random weights (testing)"
+        f"model {str(name_or_path)!r} is neither a local folder nor a shipped model; shipped models: "
+        f"{names}, or use 'random:<preset>' for random weights (testing)"
     )
 
 
 def tensor_to_uint8(images: torch.Tensor) -> np.ndarray:
     """(B, 3, H, W) in [-1, 1] -> (B, H, W, 3) uint8 with the official clamp(127.5 x + 128) mapping."""
-    return torch.clamp(127.5 * images.float() + 128.0, 0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = torch.clamp(127.5 * images.float() + 128.0, 0, 255).to(torch.uint8)
+    return out.permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass
 class PipelineOutput:
-    images: Any  # list[PIL.Image] | np.ndarray (B,H,W,3) uint8 | torch.Tensor (B,3,H,W) in [-1,1] | bits
+    """images: list[PIL] | (B, H, W, 3) uint8 | (B, 3, H, W) float in [-1, 1] | bits, by `output_type`.
+
+    seeds, verdicts (content-filter Verdict, None for class models) and recipes have one entry per image.
+    """
+
+    images: Any
     seeds: list[int | None]
     bits: torch.Tensor  # (B, d, h, w) ±1
     verdicts: list[Any] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
+    recipes: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, path: str | os.PathLike, index: int = 0) -> Path:
+        """Write image `index` as a PNG carrying its recipe (atomic). Needs output_type 'pil' or 'np'."""
+        img = self.images[index]
+        if isinstance(img, np.ndarray):
+            img = Image.fromarray(img)
+        if not isinstance(img, Image.Image):
+            raise ValueError("save() needs output_type='pil' or 'np'")
+        return save_png(img, path, self.recipes[index])
 
 
 ProgressCallback = Callable[[dict[str, Any]], None]
 
 
-class BitDancePipeline:
+class BitDancePipeline(editing.EditingMixin):
     """Generate images from prompts (text models) or class labels (class-conditional models)."""
 
     def __init__(
-        self, tokenizer: BinaryAutoencoder, generator: BitDanceTransformer, text_encoder: torch.nn.Module | None = None,
-        defaults: dict[str, Any] | None = None, class_names: list[str] | None = None, name: str = "custom",
-        safety: Any = None,
+        self, tokenizer: BinaryAutoencoder, generator: BitDanceTransformer,
+        text_encoder: torch.nn.Module | None = None, defaults: dict[str, Any] | None = None,
+        class_names: list[str] | None = None, name: str = "custom", safety: Any = None,
+        filter_mode: str = "block",
     ) -> None:
         self.tokenizer = tokenizer.eval()
         self.generator = generator.eval()
@@ -87,7 +112,8 @@ class BitDancePipeline:
                          "parallel_num": generator.config.parallel_num, **(defaults or {})}
         self.class_names = class_names
         self.name = name
-        self.safety = safety
+        self.safety = safety  # ContentFilter-like (.check(prompt) -> Verdict); None: built-in rules
+        self.filter_mode = _check_filter_mode(filter_mode)
         self.model_hash = self._hash()
         if generator.config.latent_bits != tokenizer.config.z_channels:
             raise ValueError(
@@ -101,11 +127,12 @@ class BitDancePipeline:
     @classmethod
     def from_pretrained(
         cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None,
+        dtype: torch.dtype | None = None, filter_mode: str = "block", safety: Any = None,
     ) -> BitDancePipeline:
         """Load a pipeline folder or shipped model by name; 'random:<preset>' builds random weights."""
         if str(name_or_path).startswith("random:"):
-            return cls.from_preset(str(name_or_path).split(":", 1)[1], device=device)
+            preset = str(name_or_path).split(":", 1)[1]
+            return cls.from_preset(preset, device=device, filter_mode=filter_mode, safety=safety)
         folder = resolve_model(name_or_path)
         index_path = folder / INDEX_NAME
         if not index_path.is_file():
@@ -119,19 +146,22 @@ class BitDancePipeline:
         if index.get("text_encoder"):
             spec = dict(index["text_encoder"])
             te = build_text_encoder(spec.pop("name"), **spec).to(device)
-        return cls(tok, gen, te, index.get("defaults"), index.get("class_names"), name=folder.name)
+        return cls(tok, gen, te, index.get("defaults"), index.get("class_names"), name=folder.name,
+                   safety=safety, filter_mode=filter_mode)
 
     @classmethod
-    def from_preset(cls, preset: str, device: str | torch.device = "cpu", seed: int = 0) -> BitDancePipeline:
+    def from_preset(cls, preset: str, device: str | torch.device = "cpu", seed: int = 0,
+                    filter_mode: str = "block", safety: Any = None) -> BitDancePipeline:
         """Random-weight pipeline from generator/tokenizer presets (for tests and smoke runs)."""
         torch.manual_seed(seed)
         gcfg = get_preset("generator", preset)
-        tcfg = get_preset("tokenizer", "tiny" if gcfg.grid_size == (4, 4) else "mini")
-        tcfg.z_channels = gcfg.latent_bits
+        tok_preset = preset if preset in TOKENIZER_PRESETS else "tiny"
+        tcfg = dataclasses.replace(get_preset("tokenizer", tok_preset), z_channels=gcfg.latent_bits)
         te = None
         if gcfg.cond_type == "text":
             te = build_text_encoder("hash", dim=gcfg.text_dim, max_len=gcfg.text_len)
-        return cls(BinaryAutoencoder(tcfg).to(device), BitDanceTransformer(gcfg).to(device), te, name=f"random:{preset}")
+        return cls(BinaryAutoencoder(tcfg).to(device), BitDanceTransformer(gcfg).to(device), te,
+                   name=f"random:{preset}", safety=safety, filter_mode=filter_mode)
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)
@@ -142,9 +172,10 @@ class BitDancePipeline:
             te = {"name": self.text_encoder.name, "max_len": self.text_encoder.max_len}
             if te["name"] == "hash":
                 te["dim"] = self.text_encoder.dim
-        index = {"format": "bitdance-pipeline", "version": 1, "tokenizer": "tokenizer", "generator": "generator",
-                 "text_encoder": te, "defaults": self.defaults, "class_names": self.class_names}
-        (folder / INDEX_NAME).write_text(json.dumps(index, indent=2) + "\n")
+        index = {"format": "bitdance-pipeline", "version": 1, "tokenizer": "tokenizer",
+                 "generator": "generator", "text_encoder": te, "defaults": self.defaults,
+                 "class_names": self.class_names}
+        atomic_write_bytes(folder / INDEX_NAME, (json.dumps(index, indent=2) + "\n").encode())
         return folder
 
     def _hash(self) -> str:
@@ -163,6 +194,11 @@ class BitDancePipeline:
         return self.generator.norm.weight.device
 
     @property
+    def is_text(self) -> bool:
+        """True for text-to-image models (prompts), False for class-conditional ones."""
+        return self.generator.config.cond_type == "text"
+
+    @property
     def supported_sizes(self) -> list[tuple[int, int]]:
         """(height, width) pairs this model can generate."""
         cfg, f = self.generator.config, self.tokenizer.downsample
@@ -170,13 +206,42 @@ class BitDancePipeline:
             return [(cfg.grid_size[0] * f, cfg.grid_size[1] * f)]
         side = max(int(math.isqrt(p)) for p in cfg.supported_parallel)
         base = cfg.grid_size
-        sizes = {(h * f, w * f) for h in range(side, 2 * base[0] + 1, side) for w in range(side, 2 * base[1] + 1, side)}
-        return sorted(sizes)
+        rows, cols = range(side, 2 * base[0] + 1, side), range(side, 2 * base[1] + 1, side)
+        return sorted({(h * f, w * f) for h in rows for w in cols})
+
+    @property
+    def default_size(self) -> tuple[int, int]:
+        g, f = self.generator.config.grid_size, self.tokenizer.downsample
+        return (g[0] * f, g[1] * f)
+
+    # ------------------------------------------------------------------ content filter
+    def content_filter(self, mode: str | None = None) -> Any:
+        """The injected filter, or the built-in rules in `mode` (default: `filter_mode`)."""
+        from .safety import ContentFilter  # noqa: PLC0415
+
+        mode = _check_filter_mode(mode or self.filter_mode)
+        if self.safety is not None and mode == getattr(self.safety, "mode", mode):
+            return self.safety
+        return ContentFilter(getattr(self.safety, "rules", None), mode)
+
+    def check_prompts_filter(self, prompts: Sequence[str], mode: str | None = None) -> list[Any]:
+        """Verdicts for `prompts`; a blocked one raises PromptBlockedError (ValueError) naming the rule."""
+        from .safety import PromptBlockedError  # noqa: PLC0415
+
+        flt = self.content_filter(mode)
+        verdicts = [flt.check(p) for p in prompts]
+        for i, v in enumerate(verdicts):
+            if not v.allowed:
+                err = PromptBlockedError(v)
+                which = f"prompt {i} " if len(prompts) > 1 else "prompt "
+                err.args = (f"{which}refused by the content filter: {v.reason}",)
+                raise err
+        return verdicts
 
     # ------------------------------------------------------------------ validation
     def check_inputs(
-        self, prompt: Any, class_labels: Any, height: Any, width: Any, num_images_per_prompt: Any, output_type: str,
-        negative_prompt: Any,
+        self, prompt: Any, class_labels: Any, height: Any, width: Any, num_images_per_prompt: Any,
+        output_type: str, negative_prompt: Any,
     ) -> tuple[list[str] | None, list[int] | None, tuple[int, int]]:
         cfg = self.generator.config
         prompts = labels = None
@@ -184,16 +249,18 @@ class BitDancePipeline:
             if prompt is None:
                 raise ValueError("this is a text-to-image model: pass prompt=...")
             if class_labels is not None:
-                raise ValueError("class_labels is only for class-conditional models; this model takes prompts")
+                raise ValueError("class_labels is for class-conditional models; this model takes prompts")
             prompts = check_prompts(prompt, MAX_PROMPT_CHARS)
             if negative_prompt is not None:
-                negs = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
+                negs = negative_prompt
+                if isinstance(negative_prompt, str):
+                    negs = [negative_prompt] * len(prompts)
                 if not isinstance(negs, (list, tuple)) or len(negs) != len(prompts) or \
                         not all(isinstance(n, str) and len(n) <= MAX_PROMPT_CHARS for n in negs):
                     raise ValueError("negative_prompt must be a string or a list of strings, one per prompt")
         else:
             if prompt is not None:
-                raise ValueError("this is a class-conditional model: pass class_labels=... (prompts are not used)")
+                raise ValueError("this is a class-conditional model: pass class_labels=... (not prompts)")
             if negative_prompt is not None:
                 raise ValueError("negative_prompt needs a text-conditioned model")
             raw = [class_labels] if isinstance(class_labels, (int, str)) else class_labels
@@ -208,21 +275,58 @@ class BitDancePipeline:
             raise ValueError(f"{count} images requested; at most {MAX_IMAGES} per call")
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {list(OUTPUT_TYPES)}, got {output_type!r}")
+        return prompts, labels, self.check_size(height, width)
+
+    def check_size(self, height: Any, width: Any) -> tuple[int, int]:
+        """(height, width), None -> native size; an unsupported size raises ValueError listing the allowed."""
         sizes = self.supported_sizes
-        default = sizes[0] if len(sizes) == 1 else (cfg.grid_size[0] * self.tokenizer.downsample,
-                                                    cfg.grid_size[1] * self.tokenizer.downsample)
-        h = default[0] if height is None else height
-        w = default[1] if width is None else width
-        if (h, w) not in sizes or isinstance(h, bool) or isinstance(w, bool):
+        h = self.default_size[0] if height is None else height
+        w = self.default_size[1] if width is None else width
+        if isinstance(h, bool) or isinstance(w, bool) or (h, w) not in sizes:
             shown = ", ".join(f"{a}x{b}" for a, b in sizes[:12]) + (" ..." if len(sizes) > 12 else "")
-            raise ValueError(f"unsupported size {height}x{width} (height x width); this model supports: {shown}")
-        return prompts, labels, (h, w)
+            raise ValueError(
+                f"unsupported size {height}x{width} (height x width); this model supports: {shown}"
+            )
+        return h, w
+
+    def resolve_settings(
+        self, height: int | None = None, width: int | None = None, num_sampling_steps: int | None = None,
+        guidance_scale: float | None = None, guidance_schedule: str | None = None,
+        parallel_num: int | None = None, solver: str = "euler_maruyama", upscale: int | None = None,
+        upscale_method: str = "lanczos", color: str | None = None,
+    ) -> dict[str, Any]:
+        """Validated settings with defaults filled in: exactly what a call with these arguments records."""
+        h, w = self.check_size(height, width)
+        d = self.defaults
+
+        def pick(value: Any, key: str) -> Any:
+            return d[key] if value is None else value
+
+        opts = SamplingOptions(
+            parallel_num=pick(parallel_num, "parallel_num"),
+            num_sampling_steps=pick(num_sampling_steps, "num_sampling_steps"),
+            guidance_scale=pick(guidance_scale, "guidance_scale"),
+            guidance_schedule=guidance_schedule or d["guidance_schedule"], solver=solver,
+        )
+        opts.check()
+        if opts.parallel_num not in self.generator.config.supported_parallel:
+            raise ValueError(
+                f"parallel_num {opts.parallel_num} not supported by this model; allowed: "
+                f"{list(self.generator.config.supported_parallel)}"
+            )
+        return {
+            "model": self.name, "model_hash": self.model_hash, "height": h, "width": w,
+            "num_sampling_steps": opts.num_sampling_steps, "guidance_scale": float(opts.guidance_scale),
+            "guidance_schedule": opts.guidance_schedule, "parallel_num": opts.parallel_num, "solver": solver,
+            "postprocess": build_steps(upscale, upscale_method, color), "bitdance_version": __version__,
+        }
 
     def _class_index(self, c: int | str) -> int:
         n = self.generator.config.num_classes
         if isinstance(c, str):
             if not self.class_names or c not in self.class_names:
-                raise ValueError(f"unknown class name {c!r}; known: {self.class_names or 'none (use integers)'}")
+                known = self.class_names or "none (use integers)"
+                raise ValueError(f"unknown class name {c!r}; known: {known}")
             return self.class_names.index(c)
         if isinstance(c, bool) or not isinstance(c, int) or not 0 <= c < n:
             raise ValueError(f"class label must be an integer in 0..{n - 1}, got {c!r}")
@@ -244,77 +348,127 @@ class BitDancePipeline:
             out.append(self.tokenizer.decode(bits[i:i + 1], generator=g))
         return torch.cat(out)
 
+    def preview(self, partial_BNd: torch.Tensor, grid: tuple[int, int], parallel_num: int) -> list[Any]:
+        """Decode the tokens made so far (generation order); unfilled tokens are 0, between -1 and +1."""
+        b, k, d = partial_BNd.shape
+        seq = torch.zeros(b, grid[0] * grid[1], d, device=partial_BNd.device)
+        seq[:, :k] = partial_BNd
+        bits = from_sequence(seq, grid, parallel_num).to(self.tokenizer.decoder.conv_in.weight.dtype)
+        out = []
+        for i in range(b):  # the decoder directly: check_bits would refuse the neutral 0
+            noise = torch.zeros_like(bits[i:i + 1]) if self.tokenizer.config.gan_decoder else None
+            out.append(Image.fromarray(tensor_to_uint8(self.tokenizer.decoder(bits[i:i + 1], noise))[0]))
+        return out
+
     # ------------------------------------------------------------------ call
     @torch.no_grad()
     def __call__(
-        self, prompt: str | list[str] | None = None, class_labels: Any = None, negative_prompt: str | list[str] | None = None,
-        height: int | None = None, width: int | None = None, num_images_per_prompt: int = 1,
-        num_sampling_steps: int | None = None, guidance_scale: float | None = None, guidance_schedule: str | None = None,
+        self, prompt: str | list[str] | None = None, class_labels: Any = None,
+        negative_prompt: str | list[str] | None = None, height: int | None = None, width: int | None = None,
+        num_images_per_prompt: int = 1, num_sampling_steps: int | None = None,
+        guidance_scale: float | None = None, guidance_schedule: str | None = None,
         parallel_num: int | None = None, seed: int | list[int] | None = None,
         generator: torch.Generator | list[torch.Generator] | None = None, output_type: str = "pil",
-        callback: ProgressCallback | None = None, solver: str = "euler_maruyama", known: KnownTokens | None = None,
+        callback: ProgressCallback | None = None, solver: str = "euler_maruyama",
+        known: KnownTokens | None = None, filter_mode: str | None = None, preview_every: int | None = None,
+        upscale: int | None = None, upscale_method: str = "lanczos", color: str | None = None,
     ) -> PipelineOutput:
         """Generate images. Seeds: `seed` (int: image i uses seed + i; or one per image) or `generator`.
 
         With seeds (the default, seed 0) every image has its own generator, so an image is identical
-        whether generated alone or inside a batch.
+        whether generated alone or inside a batch. `callback(dict)` gets step, total, elapsed, eta,
+        partial_bits (B, k, d) and, every `preview_every` AR steps, `preview` (list of PIL images).
+        `known` (bits (1|B, d, h, w), keep (1|B, h, w)) teacher-forces tokens. `filter_mode` overrides
+        the pipeline's content-filter mode. `upscale` (2|4), `upscale_method`, `color` ("auto,warm", ...)
+        post-process the decoded images; the steps are recorded in the recipes.
         """
+        kw = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
+        return self._generate(**kw)
+
+    def _generate(self, *, prompt: Any, class_labels: Any, negative_prompt: Any, height: Any, width: Any,
+                  num_images_per_prompt: Any, num_sampling_steps: Any, guidance_scale: Any,
+                  guidance_schedule: Any, parallel_num: Any, seed: Any, generator: Any, output_type: str,
+                  callback: ProgressCallback | None, solver: str, known: KnownTokens | None,
+                  filter_mode: str | None, preview_every: Any, upscale: Any, upscale_method: str, color: Any,
+                  edit_info: dict[str, Any] | None = None) -> PipelineOutput:
         prompts, labels, (h, w) = self.check_inputs(
             prompt, class_labels, height, width, num_images_per_prompt, output_type, negative_prompt
         )
-        d = self.defaults
-        opts = SamplingOptions(
-            parallel_num=parallel_num if parallel_num is not None else d["parallel_num"],
-            num_sampling_steps=num_sampling_steps if num_sampling_steps is not None else d["num_sampling_steps"],
-            guidance_scale=guidance_scale if guidance_scale is not None else d["guidance_scale"],
-            guidance_schedule=guidance_schedule or d["guidance_schedule"], solver=solver,
-            grid=(h // self.tokenizer.downsample, w // self.tokenizer.downsample),
-        )
-        opts.check()
-        if opts.parallel_num not in self.generator.config.supported_parallel:
-            raise ValueError(
-                f"parallel_num {opts.parallel_num} not supported by this model; allowed: "
-                f"{list(self.generator.config.supported_parallel)}"
-            )
-        items = [x for x in (prompts or labels or []) for _ in range(num_images_per_prompt)]
+        settings = self.resolve_settings(h, w, num_sampling_steps, guidance_scale, guidance_schedule,
+                                         parallel_num, solver, upscale, upscale_method, color)
+        if settings["postprocess"] and output_type == "bits":
+            raise ValueError("post-processing (upscale / color) needs images, not output_type='bits'")
+        pe = preview_every
+        if pe is not None and (isinstance(pe, bool) or not isinstance(pe, int) or pe < 1):
+            raise ValueError(f"preview_every must be a positive integer (AR steps) or None, got {pe!r}")
+        grid = (h // self.tokenizer.downsample, w // self.tokenizer.downsample)
+        s = settings
+        opts = SamplingOptions(s["parallel_num"], s["num_sampling_steps"], s["guidance_scale"],
+                               s["guidance_schedule"], solver, grid)
+        n = num_images_per_prompt
+        items = [x for x in (prompts or labels or []) for _ in range(n)]
         count = len(items)
         seeds, rng = self._seeds(seed, generator, count)
-        verdicts = self._filter(prompts)
+        known = editing.expand_known(known, count)
+        negs: list[str | None] = [None] * count
+        if negative_prompt is not None and prompts is not None:
+            per = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else negative_prompt
+            negs = [x for x in per for _ in range(n)]
+        verdicts: list[Any] = [None] * count
+        if prompts is not None:  # the filter runs before any work; a blocked prompt raises here
+            mode = settings["filter_mode"] = _check_filter_mode(filter_mode or self.filter_mode)
+            verdicts = [v for v in self.check_prompts_filter(prompts, mode) for _ in range(n)]
         cond: Condition
         if prompts is not None:
             cond = self.encode_prompt(items)  # type: ignore[arg-type]
         else:
             cond = torch.tensor(items, dtype=torch.long, device=self.device)
-        neg = None
-        if negative_prompt is not None and prompts is not None:
-            negs = [negative_prompt] * len(prompts) if isinstance(negative_prompt, str) else list(negative_prompt)
-            neg = self.encode_prompt([n for n in negs for _ in range(num_images_per_prompt)] if all(negs) else
-                                     [n or " " for n in negs for _ in range(num_images_per_prompt)])
+        neg = self.encode_prompt([x or " " for x in negs]) if any(x is not None for x in negs) else None
         start = time.perf_counter()
 
         def on_step(step: int, total: int, partial: torch.Tensor) -> None:
             if callback is not None:
                 el = time.perf_counter() - start
-                callback({"step": step, "total": total, "elapsed": el, "eta": el / step * (total - step),
-                          "partial_bits": partial})
+                info = {"step": step, "total": total, "elapsed": el, "eta": el / step * (total - step),
+                        "partial_bits": partial}
+                if preview_every is not None and (step % preview_every == 0 or step == total):
+                    info["preview"] = self.preview(partial, grid, opts.parallel_num)  # type: ignore[arg-type]
+                callback(info)
 
         bits = generate_bits(self.generator, cond, opts, rng, known=known, callback=on_step, negative=neg)
-        settings = {
-            "model": self.name, "model_hash": self.model_hash, "height": h, "width": w,
-            "num_sampling_steps": opts.num_sampling_steps, "guidance_scale": opts.guidance_scale,
-            "guidance_schedule": opts.guidance_schedule, "parallel_num": opts.parallel_num, "solver": solver,
-            "bitdance_version": __version__,
-        }
+        recipes = []
+        for i in range(count):
+            label = labels[i // n] if labels is not None else None
+            name = self.class_names[label] if label is not None and self.class_names else None
+            recipes.append(make_recipe(
+                settings, prompt=items[i] if prompts is not None else None, negative_prompt=negs[i],
+                class_label=label, class_name=name, seed=seeds[i], verdict=verdicts[i], edit=edit_info,
+                known=known_record(known.bits[i], known.keep[i]) if known is not None else None,
+            ))
         if output_type == "bits":
-            return PipelineOutput(bits, seeds, bits, verdicts, settings)
+            return PipelineOutput(bits, seeds, bits, verdicts, settings, recipes)
         images = self.decode(bits, seeds)
-        if output_type == "pt":
-            out: Any = images
-        elif output_type == "np":
-            out = tensor_to_uint8(images)
-        else:
-            out = [Image.fromarray(a) for a in tensor_to_uint8(images)]
-        return PipelineOutput(out, seeds, bits, verdicts, settings)
+        arr = tensor_to_uint8(images)
+        if settings["postprocess"]:
+            arr = np.stack([np.asarray(apply_steps(Image.fromarray(a), s["postprocess"])) for a in arr])
+            images = torch.from_numpy(arr).permute(0, 3, 1, 2).float().sub(128.0).div(127.5)
+        out: Any = [Image.fromarray(a) for a in arr]
+        if output_type in ("np", "pt"):
+            out = arr if output_type == "np" else images
+        return PipelineOutput(out, seeds, bits, verdicts, settings, recipes)
+
+    # ------------------------------------------------------------------ replay (editing: EditingMixin)
+    def replay(self, recipe_or_png: dict[str, Any] | str | os.PathLike, force: bool = False,
+               filter_mode: str | None = None) -> PipelineOutput:
+        """Regenerate an image from its recipe (dict or PNG path); a different model hash is refused unless
+        `force`. The recorded filter mode is used unless `filter_mode` is given."""
+        recipe = recipe_or_png if isinstance(recipe_or_png, dict) else read_recipe(recipe_or_png)
+        check_model(recipe, self.model_hash, force)
+        kw = replay_arguments(recipe)
+        kw["filter_mode"] = filter_mode or (recipe.get("filter") or {}).get("mode") or self.filter_mode
+        size = (kw.pop("height"), kw.pop("width"))
+        return self.generate_with_known(kw.pop("prompt", None), kw.pop("class_labels", None), size,
+                                        kw.pop("known", None), recipe.get("edit"), kw)
 
     def _seeds(self, seed: Any, generator: Any, count: int) -> tuple[list[int | None], RandomSource]:
         if generator is not None and seed is not None:
@@ -324,27 +478,24 @@ class BitDancePipeline:
                 return [None] * count, GeneratorSource(generator)
             gens = list(generator)
             if len(gens) != count or not all(isinstance(g, torch.Generator) for g in gens):
-                raise ValueError(f"generator must be one torch.Generator or a list of {count} (one per image)")
+                raise ValueError(f"generator must be one torch.Generator or a list of {count}, one per image")
             return [None] * count, PerItemSource(gens)
-        if seed is None:
-            seed = 0
+        seed = 0 if seed is None else seed
         if isinstance(seed, (list, tuple)):
             seeds = list(seed)
             if len(seeds) != count:
                 raise ValueError(f"seed list has {len(seeds)} entries; {count} images requested")
-        else:
-            seeds = [seed + i for i in range(count)] if isinstance(seed, int) and not isinstance(seed, bool) else [seed]
+        else:  # an int: image i uses seed + i (anything else is reported below)
+            ok = isinstance(seed, int) and not isinstance(seed, bool)
+            seeds = [seed + i for i in range(count)] if ok else [seed]
         for s in seeds:
             if isinstance(s, bool) or not isinstance(s, int) or not 0 <= s < 2**63:
                 raise ValueError(f"seed must be an integer in [0, 2^63), got {s!r}")
         gens = [torch.Generator(device=self.device).manual_seed(s) for s in seeds]
         return seeds, PerItemSource(gens)
 
-    def _filter(self, prompts: list[str] | None) -> list[Any]:
-        if self.safety is None or prompts is None:
-            return []
-        verdicts = [self.safety.check(p) for p in prompts]
-        for v in verdicts:
-            if not v.allowed:
-                raise ValueError(f"prompt refused by the content filter: {v.reason}")
-        return verdicts
+
+def _check_filter_mode(mode: Any) -> str:
+    if mode not in FILTER_MODES:
+        raise ValueError(f"filter mode must be one of {', '.join(FILTER_MODES)}; got {mode!r}")
+    return mode
