@@ -68,7 +68,7 @@ class TimestepEmbedder(nn.Module):
 
     def forward(self, t: torch.Tensor) -> torch.Tensor:
         feats = timestep_features(t, self.freq_dim)
-        return self.mlp(feats.to(self.mlp[0].weight.dtype))
+        return self.mlp(feats.to(self.mlp[0].bias.dtype))
 
 
 # ----------------------------------------------------------------------------- 2-D RoPE

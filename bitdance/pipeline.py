@@ -404,7 +404,8 @@ class BitDancePipeline(editing.EditingMixin):
         grid = (h // self.tokenizer.downsample, w // self.tokenizer.downsample)
         s = settings
         opts = SamplingOptions(s["parallel_num"], s["num_sampling_steps"], s["guidance_scale"],
-                               s["guidance_schedule"], solver, grid)
+                               s["guidance_schedule"], solver, grid,
+                               bool(self.defaults.get("independent_unguided_streams", False)))
         n = num_images_per_prompt
         items = [x for x in (prompts or labels or []) for _ in range(n)]
         count = len(items)
