@@ -1,0 +1,448 @@
+"""Next-patch generator training on extracted tokens (`bitdance train`).
+
+Per optimizer step: P is drawn uniformly from `--parallel` (seeded by (seed, step), identical on every
+rank), so one model serves every listed P; the teacher-forced loss is `BitDanceTransformer.loss` (bit-flip
+perturbation and condition dropout inside). All its random draws come from a `GlobalBatchSource`, so a
+run is identical for any split of the same global batch over ranks and accumulation micro-steps.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import random
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..configs import GeneratorConfig, get_preset
+from ..generator.transformer import BitDanceTransformer, TextCondition, TransformerBlock
+from .dist import (
+    DistContext,
+    GlobalBatchSource,
+    load_model_state,
+    load_optim_state,
+    load_rng_state,
+    model_state,
+    no_sync,
+    optim_state,
+    rng_state,
+    wrap_model,
+)
+from .loop import NonFiniteLoss, Trainer
+from .mixture import StepSampler
+from .optim import EMA, OptimConfig, build_adamw, clip_grad_norm, ema_full_state, set_lr
+from .tokens import TokenStore
+
+
+class LossModule(nn.Module):
+    """Routes `BitDanceTransformer.loss` through `forward` so DDP/FSDP hooks see the call."""
+
+    def __init__(self, model: BitDanceTransformer) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, bits: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor | None, rng: Any, parallel_num: int
+    ) -> torch.Tensor:
+        c = TextCondition(cond, mask) if mask is not None else cond
+        return self.model.loss(bits, c, rng, parallel_num=parallel_num)
+
+
+def generator_config(
+    preset: str, store: TokenStore, parallel: list[int] | None, overrides: dict[str, Any] | None = None
+) -> GeneratorConfig:
+    """Preset + `--parallel` + overrides, checked against the token folder's grid, bits and text states."""
+    cfg = get_preset("generator", preset)
+    changes = dict(overrides or {})
+    if parallel:
+        changes["parallel_nums"] = tuple(parallel)
+        if cfg.parallel_num not in parallel and "parallel_num" not in changes:
+            changes["parallel_num"] = max(parallel)
+    if changes:
+        fields = {f.name for f in dataclasses.fields(GeneratorConfig)}
+        bad = sorted(set(changes) - fields)
+        if bad:
+            raise ValueError(f"unknown generator config field(s) {bad}")
+        cfg = dataclasses.replace(cfg, **changes)
+        if parallel:
+            cfg = dataclasses.replace(cfg, parallel_nums=tuple(sorted(set(parallel))))
+        missing = sorted(set(cfg.supported_parallel) - set(parallel or cfg.supported_parallel))
+        if missing and parallel:
+            raise ValueError(f"default parallel_num {cfg.parallel_num} must be one of --parallel {parallel}")
+    d, h, w = store.shape
+    if (d, (h, w)) != (cfg.latent_bits, tuple(cfg.grid_size)):
+        raise ValueError(
+            f"tokens in {store.folder} are {h}x{w} tokens of {d} bits but generator preset {preset!r} "
+            f"expects "
+            f"{cfg.grid_size[0]}x{cfg.grid_size[1]} of {cfg.latent_bits}; pick a matching preset or tokenizer"
+        )
+    if cfg.cond_type == "text":
+        te = store.text
+        if not te:
+            raise ValueError(
+                f"preset {preset!r} is text-conditioned but {store.folder} has no cached text states; "
+                "extract with --text-encoder minilm (or hash)"
+            )
+        if te["dim"] != cfg.text_dim or te["max_len"] != cfg.text_len:
+            raise ValueError(
+                f"cached text states are {te['max_len']} x {te['dim']} ({te['name']}) but the preset "
+                f"needs text_len {cfg.text_len} x text_dim {cfg.text_dim}; re-extract with "
+                f"--text-len {cfg.text_len} (and --text-dim for the hash encoder)"
+            )
+    else:
+        labels = store.labels
+        if labels.min() < 0 or labels.max() >= cfg.num_classes:
+            raise ValueError(
+                f"class-conditional preset {preset!r} needs labels in 0..{cfg.num_classes - 1}; "
+                f"{store.folder} has labels in {labels.min()}..{labels.max()}"
+            )
+    return cfg
+
+
+class GeneratorTrainer(Trainer):
+    def __init__(
+        self,
+        cfg: GeneratorConfig,
+        store: TokenStore,
+        opt: OptimConfig,
+        ctx: DistContext,
+        eval_store: TokenStore | None = None,
+        fsdp: bool = False,
+        init_state: dict | None = None,
+        sample_steps: int = 20,
+        sample_cfg: float = 3.0,
+        adapt: Any = None,
+    ) -> None:
+        self.cfg, self.store, self.eval_store, self.opt_cfg, self.ctx = cfg, store, eval_store, opt, ctx
+        self.micro = opt.micro_batch(ctx.world_size)
+        self.global_batch = opt.batch_size
+        self.sample_steps, self.sample_cfg = sample_steps, sample_cfg
+        torch.manual_seed(opt.seed)
+        self.model = BitDanceTransformer(cfg).to(ctx.device)
+        if init_state is not None:
+            from ..checkpoint import load_into
+
+            load_into(self.model, init_state, source="--init weights")
+        if adapt is not None:  # e.g. LoRA: returns a wrapper whose trainable parameters are the adapter's
+            self.model = adapt(self.model).to(ctx.device)
+        # a P = 1 step leaves the query tokens unused
+        unused = 1 in cfg.supported_parallel and cfg.max_parallel > 1
+        self.wrapped = wrap_model(
+            LossModule(self.model), ctx, fsdp, block_types=(TransformerBlock,), find_unused=unused
+        )
+        self.ema = EMA(self.model, opt.ema_decay)  # after wrapping: FSDP2 turns parameters into DTensors
+        self.optimizer = build_adamw(self.model, opt.lr, opt.weight_decay, (opt.beta1, opt.beta2))
+        self.sampler = StepSampler([len(store)], None, opt.batch_size, opt.seed)
+        self.train_gen = torch.Generator().manual_seed(opt.seed + 1)
+        self._tokenizer = None
+
+    def epoch(self, step: int) -> float:
+        return self.sampler.epoch_of(step)
+
+    def parallel_for(self, step: int) -> int:
+        choices = self.cfg.supported_parallel
+        return random.Random(f"bitdance/parallel/{self.opt_cfg.seed}/{step}").choice(choices)
+
+    def _condition(self, store: TokenStore, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        dev = self.ctx.device
+        if self.cfg.cond_type == "text":
+            c = store.batch_text(idx, self.cfg.text_len)
+            return c.states.to(dev), c.mask.to(dev)
+        return store.batch_labels(idx).to(dev), None
+
+    def train_step(self, step: int) -> dict[str, float]:
+        oc, ctx = self.opt_cfg, self.ctx
+        self.model.train()
+        p = self.parallel_for(step)
+        n_tokens = self.cfg.num_tokens
+        rng = GlobalBatchSource(
+            self.train_gen,
+            self.micro,
+            0,
+            oc.grad_accum * ctx.world_size,
+            layouts={(n_tokens // p) * self.cfg.diff_batch_mul: (self.cfg.diff_batch_mul, n_tokens // p)},
+        )
+        rng.new_step()
+        self.optimizer.zero_grad(set_to_none=True)
+        total, bad = 0.0, False
+        n_chunks = oc.grad_accum * ctx.world_size
+        for a in range(oc.grad_accum):
+            chunk = a * ctx.world_size + ctx.rank
+            rng.start_micro_step(chunk)
+            idx = self.sampler.batch(step, chunk, n_chunks)
+            bits = self.store.batch_bits(idx).to(ctx.device)
+            cond, mask = self._condition(self.store, idx)
+            with no_sync(self.wrapped, a < oc.grad_accum - 1):
+                loss = self.wrapped(bits, cond, mask, rng, p)
+                (loss / oc.grad_accum).backward()
+            bad |= not bool(torch.isfinite(loss.detach()))
+            total += float(loss.detach()) / oc.grad_accum
+        if ctx.any_true(bad):
+            raise NonFiniteLoss(f"generator loss is {total} at step {step + 1} (P={p})")
+        lr = oc.lr_at(step)
+        set_lr(self.optimizer, lr)
+        gnorm = clip_grad_norm(self.model.parameters(), oc.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.model)
+        return {
+            "loss": ctx.all_mean(total),
+            f"loss_p{p}": ctx.all_mean(total),
+            "parallel": float(p),
+            "lr": lr,
+            "grad_norm": gnorm,
+        }
+
+    # ------------------------------------------------------------------ eval / samples / export
+    def ema_model(self) -> BitDanceTransformer:
+        m = BitDanceTransformer(self.cfg)
+        m.load_state_dict(ema_full_state(self.ema, self.model, m))
+        return m.to(self.ctx.device).eval()
+
+    @torch.no_grad()
+    def evaluate(self, step: int) -> dict[str, float]:
+        """Held-out teacher-forced loss per P (EMA weights, eval mode: no flips/dropout, fixed noise)."""
+        if self.eval_store is None:
+            return {}
+        model = self.ema_model()  # collective under FSDP: every rank builds it
+        if not self.ctx.is_main:
+            return {}
+        from ..random import GeneratorSource
+
+        n = min(256, len(self.eval_store))
+        idx = torch.linspace(0, len(self.eval_store) - 1, n).round().long().tolist()
+        out = {}
+        for p in self.cfg.supported_parallel:
+            g = torch.Generator().manual_seed(1234)
+            losses = []
+            for i in range(0, n, 64):
+                part = idx[i : i + 64]
+                bits = self.eval_store.batch_bits(part).to(self.ctx.device)
+                cond, mask = self._condition(self.eval_store, part)
+                c = TextCondition(cond, mask) if mask is not None else cond
+                losses.append(float(model.loss(bits, c, GeneratorSource(g), parallel_num=p)) * len(part))
+            out[f"eval_loss_p{p}"] = sum(losses) / n
+        return out
+
+    def tokenizer(self) -> torch.nn.Module:
+        if self._tokenizer is None:
+            from ..checkpoint import from_pretrained
+
+            path = self.store.header["tokenizer"]["path"]
+            if not Path(path).is_dir():
+                raise ValueError(
+                    f"the tokenizer used for {self.store.folder} ({path}) is gone; export needs it"
+                )
+            self._tokenizer = from_pretrained(path, device=self.ctx.device)
+        return self._tokenizer
+
+    @torch.no_grad()
+    def save_samples(self, step: int, folder: Path) -> Path | None:
+        """8 data conditions (cached states/labels) x 2 seeds at the default P, --sample-steps and --cfg."""
+        model = self.ema_model()  # collective under FSDP
+        if not self.ctx.is_main:
+            return None
+        from ..sampling.decode import SamplingOptions, generate_bits
+        from .progress import save_grid
+
+        tok = self.tokenizer()
+        n = min(8, len(self.store))
+        idx = torch.linspace(0, len(self.store) - 1, n).round().long().tolist() * 2
+        cond, mask = self._condition(self.store, idx)
+        c = TextCondition(cond, mask) if mask is not None else cond
+        gens = [torch.Generator(device=self.ctx.device).manual_seed(s) for s in range(len(idx))]
+        opts = SamplingOptions(
+            parallel_num=self.cfg.parallel_num,
+            num_sampling_steps=self.sample_steps,
+            guidance_scale=self.sample_cfg,
+        )
+        bits = generate_bits(model, c, opts, gens)
+        real = tok.decode(self.store.batch_bits(idx[:n]).to(self.ctx.device))
+        images = tok.decode(bits).clamp(-1, 1)
+        path = save_grid(
+            torch.cat([real.clamp(-1, 1), images]), Path(folder) / f"samples-{step:06d}.png", ncol=n
+        )
+        caps = [self.store.captions[self.store.caption_ids[i]] for i in idx[:n]]
+        (Path(folder) / f"samples-{step:06d}.txt").write_text(
+            "row 1: data (tokenizer round trip); rows 2-3: samples for the same conditions\n"
+            + "\n".join(caps)
+            + "\n",
+            encoding="utf-8",
+        )
+        return path
+
+    def export(self, folder: Path) -> Path | None:
+        from ..generator.text_encoder import MiniLMTextEncoder, build_text_encoder
+        from ..pipeline import BitDancePipeline
+
+        generator = self.ema_model().cpu()  # collective under FSDP
+        if not self.ctx.is_main:
+            return None
+        te = getattr(self, "_text_encoder", None)
+        spec = self.store.text
+        if te is None and self.cfg.cond_type == "text" and spec:
+            if spec["name"] == "minilm":
+                te = MiniLMTextEncoder(max_len=self.cfg.text_len)
+            else:
+                te = build_text_encoder(spec["name"], dim=spec["dim"], max_len=spec["max_len"])
+            self._text_encoder = te  # loaded once per run (only its name/max_len are written)
+        defaults = {
+            "num_sampling_steps": self.sample_steps,
+            "guidance_scale": self.sample_cfg,
+            "parallel_num": self.cfg.parallel_num,
+        }
+        pipe = BitDancePipeline(
+            self.tokenizer().cpu(),
+            generator,
+            te,
+            defaults=defaults,
+            name=Path(folder).parent.name,
+        )
+        self._tokenizer = None
+        return pipe.save_pretrained(folder)
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "generator",
+            "config": self.cfg.to_dict(),
+            "optim_config": self.opt_cfg.to_dict(),
+            "model": {k.removeprefix("model."): v for k, v in model_state(self.wrapped).items()},
+            "ema": self.ema.state_dict(),
+            "optimizer": optim_state(self.wrapped, self.optimizer),
+            "rng": rng_state(self.train_gen),
+            "tokens": str(self.store.folder),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != "generator":
+            raise ValueError(f"checkpoint holds a {state.get('kind')!r} run, not a generator run")
+        if state["config"] != self.cfg.to_dict():
+            raise ValueError(
+                "checkpoint was made with a different generator config (preset/--parallel); use the "
+                "same options or a new --out"
+            )
+        load_model_state(self.wrapped, {f"model.{k}": v for k, v in state["model"].items()})
+        self.ema.load_state_dict(state["ema"])
+        load_optim_state(self.wrapped, self.optimizer, state["optimizer"])
+        load_rng_state(state["rng"], self.train_gen)
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def train_parser() -> argparse.ArgumentParser:
+    from .cli import _common
+
+    p = argparse.ArgumentParser(
+        prog="bitdance train",
+        description="Train the next-patch generator on extracted tokens.",
+        epilog="example: bitdance train --tokens runs/tokens --preset mini --parallel 1,4,16 --steps 20000 "
+        "--batch-size 64 --lr 3e-4 --out runs/gen --sample-steps 20 --cfg 3.0",
+    )
+    p.add_argument("--tokens", help="token folder from `bitdance extract-tokens` (required)")
+    p.add_argument("--eval-tokens", help="held-out token folder (extract with --split test) for eval losses")
+    p.add_argument(
+        "--preset", default="mini", help="generator preset: tiny, tiny-text, mini, ... (default mini)"
+    )
+    p.add_argument(
+        "--parallel",
+        help="comma list of P (tokens per AR step) to train, e.g. 1,4,16 (default: the preset's)",
+    )
+    p.add_argument(
+        "--default-parallel",
+        type=int,
+        help="P used by the exported pipeline (default: preset's if listed, else the largest)",
+    )
+    p.add_argument("--perturb-rate", type=float, help="bit-flip rate of the inputs (default: preset's, 0.1)")
+    p.add_argument("--cond-dropout", type=float, help="condition dropout for CFG (default: preset's, 0.1)")
+    p.add_argument("--init", help="start from a pipeline folder (its generator weights; config must match)")
+    p.add_argument(
+        "--sample-steps", type=int, default=20, help="head sampling steps saved as the default (20)"
+    )
+    p.add_argument("--cfg", type=float, default=3.0, help="guidance scale saved as the default (3.0)")
+    _common(p, lr=3e-4, batch=64, steps=10000)
+    return p
+
+
+def parse_parallel(text: str | None) -> list[int] | None:
+    if text is None or text == "":
+        return None
+    try:
+        vals = [int(x) for x in str(text).split(",") if x.strip()]
+    except ValueError:
+        raise ValueError(
+            f"--parallel must be a comma list of integers such as 1,4,16; got {text!r}"
+        ) from None
+    if not vals:
+        raise ValueError("--parallel is empty")
+    return vals
+
+
+def load_init_generator(path: str) -> dict[str, torch.Tensor]:
+    from ..checkpoint import load_weights
+
+    folder = Path(path)
+    for cand in (folder / "generator" / "model.safetensors", folder / "model.safetensors"):
+        if cand.is_file():
+            return load_weights(cand)
+    raise FileNotFoundError(f"--init {path}: no generator/model.safetensors or model.safetensors there")
+
+
+def train_main(argv: list[str]) -> int:
+    from .cli import _announce, _loop, _optim, _require, _run, _threads, parse_with_config
+    from .dist import setup
+
+    args = parse_with_config(train_parser(), argv)
+    _require(args, "tokens", "out")
+    _threads(args)
+    store = TokenStore(args.tokens)
+    eval_store = TokenStore(args.eval_tokens) if args.eval_tokens else None
+    overrides: dict[str, Any] = {}
+    if args.default_parallel is not None:
+        overrides["parallel_num"] = args.default_parallel
+    for name in ("perturb_rate", "cond_dropout"):
+        v = getattr(args, name)
+        if v is not None:
+            if not 0 <= v <= 1:
+                raise ValueError(f"--{name.replace('_', '-')} must be in [0, 1], got {v}")
+            overrides[name] = v
+    cfg = generator_config(args.preset, store, parse_parallel(args.parallel), overrides)
+    if not 1 <= args.sample_steps <= 1000:
+        raise ValueError(f"--sample-steps must be in 1..1000, got {args.sample_steps}")
+    if not 0 <= args.cfg <= 50:
+        raise ValueError(f"--cfg must be in [0, 50], got {args.cfg}")
+    optim, loop = _optim(args), _loop(args)
+    init = load_init_generator(args.init) if args.init else None
+    ctx = setup(args.device)
+    try:
+        trainer = GeneratorTrainer(
+            cfg,
+            store,
+            optim,
+            ctx,
+            eval_store=eval_store,
+            fsdp=args.fsdp,
+            init_state=init,
+            sample_steps=args.sample_steps,
+            sample_cfg=args.cfg,
+        )
+        if ctx.is_main:
+            _announce(
+                "generator",
+                args,
+                trainer.model,
+                len(store),
+                ctx,
+                extra=f"P in {list(cfg.supported_parallel)}",
+            )
+        return _run(trainer, loop, ctx)
+    finally:
+        ctx.close()
+
+
+if __name__ == "__main__":
+    sys.exit(train_main(sys.argv[1:]))
