@@ -187,7 +187,7 @@ def validate_parallel_num(p: int, grid: tuple[int, int]) -> int:
 TOKENIZER_PRESETS: dict[str, TokenizerConfig] = {
     "tiny": TokenizerConfig(ch=32, ch_mult=(1, 1, 1), num_res_blocks=1, z_channels=16, image_size=16),
     # CPU default-model tokenizer: 32 px -> 4x4 tokens of 64 bits (8x down, 1 bit per pixel)
-    "mini": TokenizerConfig(ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=2, z_channels=64, image_size=32),
+    "mini": TokenizerConfig(ch=32, ch_mult=(1, 2, 2, 4), num_res_blocks=1, z_channels=64, image_size=32),
     # official release (shapes from the reference report)
     "ae_d16c32": TokenizerConfig(
         ch=256, ch_mult=(1, 1, 2, 2, 4), num_res_blocks=4, z_channels=32, image_size=256
