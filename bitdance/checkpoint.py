@@ -83,7 +83,11 @@ def save_pretrained(
     """Write config.json (with `kind`) and model.safetensors for a tokenizer or generator."""
     folder = Path(folder)
     kind = kind_of(module)
-    config = {"kind": kind, "format_version": FORMAT_VERSION, **module.config.to_dict(), **(extra or {})}
+    quant = getattr(module, "quantization", None)
+    config = {
+        "kind": kind, "format_version": FORMAT_VERSION, **module.config.to_dict(),
+        **({"quantization": quant} if quant else {}), **(extra or {}),
+    }
     save_state_dict(module.state_dict(), folder / WEIGHTS_NAME, metadata={"kind": kind})
     atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     return folder
@@ -145,11 +149,9 @@ def from_pretrained(
             f"{folder / CONFIG_NAME}: unknown component kind {kind!r}; allowed: {sorted(kinds)}"
         )
     if "quantization" in config:
-        raise CheckpointError(
-            f"{folder / CONFIG_NAME}: quantization scheme {config['quantization']!r} is not supported "
-            "by this "
-            "version of bitdance; supported: none (fp32/bf16 weights)"
-        )
+        from .quantization import load_quantized
+
+        return load_quantized(folder, config, device)
     cfg_cls, mod_cls = kinds[kind]
     try:
         cfg = cfg_cls.from_dict({k: v for k, v in config.items() if k not in ("kind", "format_version")})
