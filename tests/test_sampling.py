@@ -120,3 +120,13 @@ def test_progress_callback_counts_steps():
         callback=lambda s, t, partial: seen.append((s, t, partial.shape[1])),
     )
     assert seen == [(1, 4, 4), (2, 4, 8), (3, 4, 12), (4, 4, 16)]
+
+
+def test_bf16_autocast_option_runs_and_validates():
+    m = trained_like()
+    opts = SamplingOptions(parallel_num=16, num_sampling_steps=2, guidance_scale=2.0, autocast="bf16")
+    bits = generate_bits(m, torch.tensor([1]), opts, gens(0))
+    assert set(bits.unique().tolist()) <= {-1.0, 1.0} and bits.shape == (1, 16, 4, 4)
+    assert m.norm.weight.dtype == torch.float32  # weights untouched
+    with pytest.raises(ValueError, match="autocast"):
+        generate_bits(m, torch.tensor([1]), SamplingOptions(autocast="fp8"), gens(0))

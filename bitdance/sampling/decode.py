@@ -35,6 +35,9 @@ class SamplingOptions:
     grid: tuple[int, int] | None = None  # token grid; None -> the model's training grid
     # official behaviour: an AR step whose guidance is exactly 1 samples the two streams independently
     independent_unguided_streams: bool = False
+    # mixed precision for the networks: None (the weights' dtype) or "bf16" (torch.autocast; meant for
+    # CUDA — on CPU bf16 matmul is far slower than fp32). Velocities and the sampler state stay fp32.
+    autocast: str | None = None
 
     def check(self) -> None:
         import math
@@ -55,6 +58,8 @@ class SamplingOptions:
                 f"guidance_schedule must be 'constant' or 'linear', got {self.guidance_schedule!r}"
             )
         get_solver(self.solver)
+        if self.autocast not in (None, "bf16"):
+            raise ValueError(f"autocast must be None or 'bf16', got {self.autocast!r}")
 
 
 @dataclass
@@ -71,7 +76,6 @@ def _guided(options: SamplingOptions, total: int) -> bool:
     )
 
 
-@torch.no_grad()
 def generate_bits(
     model: BitDanceTransformer,
     cond: Condition,
@@ -90,6 +94,20 @@ def generate_bits(
     """
     options = options or SamplingOptions()
     options.check()
+    device_type = model.norm.weight.device.type
+    with torch.no_grad(), torch.autocast(device_type, torch.bfloat16, enabled=options.autocast == "bf16"):
+        return _generate(model, cond, options, generator, known, callback, negative)
+
+
+def _generate(
+    model: BitDanceTransformer,
+    cond: Condition,
+    options: SamplingOptions,
+    generator: torch.Generator | list[torch.Generator] | RandomSource | None,
+    known: KnownTokens | None,
+    callback: StepCallback | None,
+    negative: Condition | None,
+) -> torch.Tensor:
     cfg = model.config
     p = options.parallel_num or cfg.parallel_num
     if p not in cfg.supported_parallel:
