@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Reproduce the shipped default model `bitdance-mini` (docs/model_card.md) with the project's own commands.
+# Every stage is resumable: re-run this script after an interruption and each stage continues from its
+# newest checkpoint (train-tokenizer / train use --resume; extract-tokens is skipped once written).
+# Needs: Debian packages dataset-fashion-mnist and fonts-noto-color-emoji; scripts/setup.sh.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+B=.venv/bin/bitdance
+RUNS=${RUNS:-runs}
+export OMP_NUM_THREADS=1  # one thread was fastest on the shared 2-core CPU this was trained on
+
+resume() { [ -d "$1/checkpoints" ] && echo --resume || true; }
+
+$B train-tokenizer --data "fashion_mnist:tint=1*2,shapes,emoji:repeats=10" --size 32 --preset mini \
+  --steps 1500 --batch-size 24 --lr 1.5e-3 --warmup 50 --l1 1 --l2 1 --perceptual none \
+  --entropy-weight 0.02 --commit-weight 0.1 --ema-decay 0.98 --ckpt-every 100 --eval-every 100 \
+  --threads 1 --seed 0 --out "$RUNS/mini-tok" --no-progress $(resume "$RUNS/mini-tok")
+
+[ -f "$RUNS/mini-tokens/header.json" ] || $B extract-tokens --tokenizer "$RUNS/mini-tok/export" \
+  --data "fashion_mnist:tint=1*2,shapes,emoji:repeats=3" --out "$RUNS/mini-tokens" \
+  --generator-preset mini --batch-size 128 --no-progress
+
+$B train --tokens "$RUNS/mini-tokens" --preset mini --parallel 1,4,16 --default-parallel 4 --steps 2400 \
+  --batch-size 32 --lr 1e-3 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
+  --eval-every 0 --sample-every 400 --threads 1 --seed 0 --log-every 10 --out "$RUNS/mini-gen" --no-progress \
+  $(resume "$RUNS/mini-gen")
+
+echo "exported pipeline: $RUNS/mini-gen/export (copy to bitdance/assets/models/bitdance-mini to ship it)"
