@@ -1,0 +1,169 @@
+"""Metric math: FID / KID / Inception-Score-style score through torchmetrics on precomputed features,
+PSNR / SSIM for reconstructions, and bit statistics of binary codes.
+
+Features come from our own feature networks (``features.py``); torchmetrics receives them through a
+pass-through "feature network", so FID, KID and IS are torchmetrics' implementations (float64 FID with
+eigenvalue matrix square root, polynomial-kernel KID over random subsets, IS over splits).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import torch
+from torch import nn
+
+
+class PrecomputedFeatures(nn.Module):
+    """The feature network handed to torchmetrics: rows of (N, D) features pass through unchanged."""
+
+    def __init__(self, num_features: int) -> None:
+        super().__init__()
+        self.num_features = num_features
+
+    def forward(self, feats_ND: torch.Tensor) -> torch.Tensor:
+        if feats_ND.dim() != 2 or feats_ND.shape[1] != self.num_features:
+            raise ValueError(f"expected (N, {self.num_features}) features, got {tuple(feats_ND.shape)}")
+        return feats_ND
+
+
+def _check_pair(real: torch.Tensor, fake: torch.Tensor) -> None:
+    if real.dim() != 2 or fake.dim() != 2 or real.shape[1] != fake.shape[1]:
+        raise ValueError(
+            f"features must be (N, D) with the same D, got {tuple(real.shape)} and {tuple(fake.shape)}"
+        )
+    if len(real) < 2 or len(fake) < 2:
+        raise ValueError("FID/KID need at least 2 samples per set")
+
+
+def fid(real_ND: torch.Tensor, fake_ND: torch.Tensor) -> float:
+    """Frechet distance between Gaussians fitted to two feature sets (torchmetrics, float64)."""
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    _check_pair(real_ND, fake_ND)
+    metric = FrechetInceptionDistance(feature=PrecomputedFeatures(real_ND.shape[1]), normalize=True)
+    metric.update(real_ND.double(), real=True)
+    metric.update(fake_ND.double(), real=False)
+    return max(float(metric.compute()), 0.0)  # tiny negative values are round-off of a zero distance
+
+
+def kid(
+    real_ND: torch.Tensor, fake_ND: torch.Tensor, subset_size: int = 1000, subsets: int = 100, seed: int = 0
+) -> tuple[float, float, int]:
+    """Kernel (polynomial, degree 3) MMD over random subsets -> (mean, std, subset size used).
+
+    Subset size is min(subset_size, N_real, N_fake); subsets are drawn from a fixed seed."""
+    from torchmetrics.image.kid import KernelInceptionDistance
+
+    _check_pair(real_ND, fake_ND)
+    size = min(subset_size, len(real_ND), len(fake_ND))
+    with warnings.catch_warnings():  # "will save all extracted features": intended here
+        warnings.simplefilter("ignore", UserWarning)
+        metric = KernelInceptionDistance(
+            feature=PrecomputedFeatures(real_ND.shape[1]), subsets=subsets, subset_size=size, normalize=True
+        )
+    metric.update(real_ND.double(), real=True)
+    metric.update(fake_ND.double(), real=False)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std), size
+
+
+def inception_score(logits_NC: torch.Tensor, splits: int = 10, seed: int = 0) -> tuple[float, float]:
+    """exp(E KL(p(y|x) || p(y))) from classifier logits (torchmetrics InceptionScore) -> (mean, std)."""
+    from torchmetrics.image.inception import InceptionScore
+
+    if logits_NC.dim() != 2 or len(logits_NC) < 2:
+        raise ValueError(f"expected (N >= 2, C) logits, got {tuple(logits_NC.shape)}")
+    splits = max(1, min(splits, len(logits_NC) // 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        # normalize=False: True would cast the logits to bytes
+        metric = InceptionScore(
+            feature=PrecomputedFeatures(logits_NC.shape[1]), splits=splits, normalize=False
+        )
+    metric.update(logits_NC.double())
+    with torch.random.fork_rng(devices=[]), warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # std of a single split
+        torch.manual_seed(seed)
+        mean, std = metric.compute()
+    return float(mean), float(std) if splits > 1 else 0.0
+
+
+# ----------------------------------------------------------------------------- reconstructions
+
+
+def psnr_per_image(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> (B,) PSNR in dB on the [0, 1] scale (clamped to [0, 1] first)."""
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
+    a, b = _unit(recon), _unit(target)
+    return peak_signal_noise_ratio(a, b, data_range=1.0, reduction="none", dim=(1, 2, 3))
+
+
+def ssim_per_image(recon: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """(B, 3, H, W) in [-1, 1] -> (B,) SSIM (Gaussian window 11, sigma 1.5; smaller for tiny images)."""
+    from torchmetrics.functional.image import structural_similarity_index_measure
+
+    side = min(recon.shape[-2:])
+    k = min(11, side - (1 - side % 2))  # odd window that fits
+    sigma = 1.5 * k / 11
+    return structural_similarity_index_measure(
+        _unit(recon), _unit(target), data_range=1.0, kernel_size=k, sigma=sigma, reduction="none"
+    )
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return ((x.float() + 1) / 2).clamp(0, 1)
+
+
+# ----------------------------------------------------------------------------- bit statistics
+
+
+def bit_statistics(bits_BdHW: torch.Tensor, group_size: int, image_hw: tuple[int, int]) -> dict[str, Any]:
+    """Bits per pixel, per-bit balance and per-group code entropy of binary codes (B, d, h, w) in ±1.
+
+    Group entropy is the plug-in estimate (bits) of the code distribution of each group of
+    ``group_size`` consecutive bits over all tokens; it is biased low when tokens << 2^group_size."""
+    from ..tokenizer.quantizer import group_indices
+
+    b, d, h, w = bits_BdHW.shape
+    if d % group_size:
+        raise ValueError(f"group_size {group_size} must divide the {d} bits per token")
+    on = (bits_BdHW > 0).float()
+    p_bit = on.mean(dim=(0, 2, 3))  # (d,)
+    codes = group_indices(bits_BdHW.float(), group_size)  # (G, tokens)
+    groups = []
+    for g in range(codes.shape[0]):
+        counts = torch.bincount(codes[g], minlength=2**group_size).double()
+        p = counts / counts.sum()
+        nz = p[p > 0]
+        ent = float(-(nz * nz.log2()).sum())
+        groups.append(
+            {
+                "group": g,
+                "entropy_bits": ent,
+                "perplexity": 2**ent,
+                "codes_used": int((counts > 0).sum()),
+                "codes_possible": 2**group_size,
+            }
+        )
+    tokens = b * h * w
+    return {
+        "bits_per_token": d,
+        "tokens_per_image": h * w,
+        "bits_per_image": d * h * w,
+        "bits_per_pixel": d * h * w / (image_hw[0] * image_hw[1]),
+        "bit_on_fraction": p_bit.tolist(),
+        "balance_mean_abs_deviation": float((p_bit - 0.5).abs().mean()),
+        "balance_worst_bit": int((p_bit - 0.5).abs().argmax()),
+        "balance_worst_deviation": float((p_bit - 0.5).abs().max()),
+        "group_size": group_size,
+        "groups": groups,
+        "group_entropy_mean": float(sum(g["entropy_bits"] for g in groups) / len(groups)),
+        "group_entropy_max": min(group_size, math.log2(tokens)) if tokens else 0.0,
+        "tokens": tokens,
+    }

@@ -1,0 +1,215 @@
+"""Build the shipped prompt suites and measure the adherence scorers on ground-truth images.
+
+    python -m bitdance.evaluation.suites build              # writes bitdance/assets/eval/prompts_*.jsonl
+    python -m bitdance.evaluation.suites ground-truth --n 300 --size 32
+
+Both suites hold the same expectations in the same order; "default" uses the canonical (training-style)
+phrasing, "paraphrase" a reworded prompt drawn from the dataset caption templates (synonyms, sentence
+structure). Everything is seeded, so rebuilding gives identical files.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from ..data import COLOURS, FASHION_CLASSES, paraphrases, render_scene, sample_scene
+from ..data.caption_templates import emoji_caption, fashion_caption
+from .classifier import assets_dir
+from .prompts import SUITES
+
+SUITE_SEED = "bitdance/eval-suite/v1"
+SCENE_CATEGORY = {"single": "absolute_position", "relation": "position", "count": "counting"}
+
+
+def expect_from_scene(scene: dict[str, Any]) -> dict[str, Any]:
+    """The adherence expectation of a shapes scene (every attribute its canonical caption states)."""
+    kind, objs = scene["kind"], scene["objects"]
+    if kind == "single":
+        o = objs[0]
+        return {
+            "domain": "shapes",
+            "objects": [
+                {"shape": o["shape"], "colour": o["colour"], "size": o["size"], "position": o["position"]}
+            ],
+        }
+    if kind == "relation":
+        return {
+            "domain": "shapes",
+            "objects": [{"shape": o["shape"], "colour": o["colour"]} for o in objs],
+            "relation": scene["relation"],
+        }
+    if kind == "count":
+        return {
+            "domain": "shapes",
+            "objects": [{"shape": objs[0]["shape"], "colour": objs[0]["colour"], "count": scene["count"]}],
+        }
+    raise ValueError(f"unknown scene kind {kind!r}")
+
+
+def _reworded(canonical: str, draw) -> str:  # noqa: ANN001
+    for _ in range(100):
+        text = draw()
+        if text != canonical:
+            return text
+    return canonical
+
+
+def build_suites(
+    seed: str = SUITE_SEED,
+    n_emoji: int = 16,
+    n_colour: int = 16,
+    n_scenes: int = 12,
+    emoji_names: list[str] | None = None,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(default, paraphrase) suites as lists of JSON-ready dicts with identical expectations."""
+    rng = random.Random(seed)
+    rows: list[tuple[str, str, str, dict[str, Any]]] = []  # (category, canonical, paraphrase, expect)
+    if emoji_names is None:
+        from .prompts import default_emoji_names
+
+        emoji_names = sorted(default_emoji_names())
+    for name in rng.sample(sorted(emoji_names), n_emoji):
+        rows.append(
+            (
+                "single_object",
+                emoji_caption(name, None),
+                _reworded(emoji_caption(name, None), lambda n=name: emoji_caption(n, rng)),
+                {"domain": "emoji", "name": name},
+            )
+        )
+    for cls in FASHION_CLASSES:
+        canon = fashion_caption(cls, None, None)
+        rows.append(
+            (
+                "single_object",
+                canon,
+                _reworded(canon, lambda c=cls: fashion_caption(c, None, rng)),
+                {"domain": "fashion", "class": cls},
+            )
+        )
+    for _ in range(n_colour):
+        cls, colour = rng.choice(FASHION_CLASSES), rng.choice(list(COLOURS))
+        canon = fashion_caption(cls, colour, None)
+        rows.append(
+            (
+                "colour",
+                canon,
+                _reworded(canon, lambda c=cls, k=colour: fashion_caption(c, k, rng)),
+                {"domain": "fashion", "class": cls, "colour": colour},
+            )
+        )
+    for kind in ("single", "relation", "count"):
+        for j in range(n_scenes):
+            scene = sample_scene(rng, (kind,))
+            if kind == "count":  # cover every count evenly
+                while scene["count"] != 1 + j % 4:
+                    scene = sample_scene(rng, (kind,))
+            texts = paraphrases(scene, n=5, seed=rng.randrange(10**6))
+            rows.append(
+                (
+                    SCENE_CATEGORY[kind],
+                    texts[0],
+                    rng.choice(texts[1:]) if len(texts) > 1 else texts[0],
+                    expect_from_scene(scene),
+                )
+            )
+    default = [
+        {"id": f"p{i:03d}", "prompt": c, "category": cat, "expect": e}
+        for i, (cat, c, _, e) in enumerate(rows)
+    ]
+    para = [
+        {"id": f"p{i:03d}", "prompt": p, "category": cat, "expect": e}
+        for i, (cat, _, p, e) in enumerate(rows)
+    ]
+    return default, para
+
+
+def write_suites(folder: str | Path | None = None, **kw: Any) -> list[Path]:
+    from ..checkpoint import atomic_write_bytes
+
+    folder = Path(folder) if folder is not None else assets_dir()
+    paths = []
+    for name, rows in zip(("default", "paraphrase"), build_suites(**kw)):
+        path = folder / SUITES[name]
+        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        paths.append(path)
+    return paths
+
+
+def ground_truth_set(
+    n: int = 100, size: int = 32, seed: int = 0, domains: tuple[str, ...] = ("shapes", "fashion", "emoji")
+) -> tuple[list[Any], list[dict[str, Any]], list[str]]:
+    """n ground-truth images per domain: (images, expectations, categories).
+
+    shapes: fresh scenes (all kinds) rendered at ``size``; fashion: tinted Fashion-MNIST *test* items
+    (held out from the classifier's training); emoji: centred renders on white (the dataset's images)."""
+    from ..data import build_dataset
+
+    images: list[Any] = []
+    expects: list[dict[str, Any]] = []
+    cats: list[str] = []
+    rng = random.Random(f"bitdance/eval-gt/{seed}")
+    if "shapes" in domains:
+        for _ in range(n):
+            scene = sample_scene(rng)
+            images.append(render_scene(scene, size))
+            expects.append(expect_from_scene(scene))
+            cats.append(SCENE_CATEGORY[scene["kind"]])
+    if "fashion" in domains:
+        ds = build_dataset("fashion_mnist", "test", size, tint=True, seed=seed)
+        for i in rng.sample(range(len(ds)), n):
+            it = ds[i]
+            e = {"domain": "fashion", "class": it["meta"]["class_name"]}
+            if it["meta"]["colour"]:
+                e["colour"] = it["meta"]["colour"]
+            images.append(it["image"])
+            expects.append(e)
+            cats.append("colour" if "colour" in e else "single_object")
+    if "emoji" in domains:
+        ds = build_dataset("emoji", "test", size, seed=seed)
+        for i in rng.sample(range(len(ds)), min(n, len(ds))):
+            it = ds[i]
+            images.append(it["image"])
+            expects.append({"domain": "emoji", "name": it["meta"]["name"]})
+            cats.append("single_object")
+    return images, expects, cats
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bitdance.evaluation.suites")
+    sub = p.add_subparsers(dest="cmd", required=True)
+    b = sub.add_parser("build", help="write the default and paraphrase suites")
+    b.add_argument("--out", default=str(assets_dir()))
+    g = sub.add_parser(
+        "ground-truth", help="scorer accuracy on ground-truth images (and on shuffled prompts)"
+    )
+    g.add_argument("--n", type=int, default=300, help="images per domain")
+    g.add_argument("--size", type=int, default=32)
+    g.add_argument("--seed", type=int, default=0)
+    args = p.parse_args(argv)
+    if args.cmd == "build":
+        for path in write_suites(args.out):
+            print(path)
+        return 0
+    from .adherence import AdherenceScorer, shuffled_expectations
+
+    scorer = AdherenceScorer()
+    for domain in ("shapes", "fashion", "emoji"):
+        images, expects, _ = ground_truth_set(args.n, args.size, args.seed, (domain,))
+        right = sum(ok for ok, _ in scorer.score(images, expects)) / len(images)
+        shuffled = sum(ok for ok, _ in scorer.score(images, shuffled_expectations(expects, args.seed))) / len(
+            images
+        )
+        print(
+            f"{domain:8s} ground truth {right:.4f}   shuffled prompts {shuffled:.4f}   (n={len(images)}, "
+            f"{args.size} px)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

