@@ -22,20 +22,7 @@ def _fashion_available() -> bool:
 
 
 pytestmark = pytest.mark.skipif(not _fashion_available(), reason="needs apt dataset-fashion-mnist")
-TINY = [
-    "--width",
-    "8",
-    "--size",
-    "16",
-    "--limit",
-    "32",
-    "--batch-size",
-    "4",
-    "--warmup",
-    "2",
-    "--threads",
-    "1",
-]
+TINY = ["--width", "8", "--size", "16", "--limit", "32", "--batch-size", "4", "--warmup", "2"]
 
 
 @pytest.fixture(scope="module")

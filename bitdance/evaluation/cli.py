@@ -65,7 +65,7 @@ def data_options(dataset: str, pairs: list[str]) -> dict[str, Any]:
 def _common(p: argparse.ArgumentParser, out: str) -> None:
     p.add_argument("--out", default=out, help=f"report folder (default {out})")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1, or $BITDANCE_THREADS)")
 
 
 def _model(p: argparse.ArgumentParser, required: bool = True) -> None:
