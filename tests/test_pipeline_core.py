@@ -44,7 +44,8 @@ def test_save_load_round_trip(tmp_path, pipe):
 
 
 @pytest.mark.parametrize("kw,match", [
-    ({"prompt": ""}, "empty"), ({"prompt": "x" * 10_000}, "limit"), ({"prompt": "a", "height": 20}, "unsupported size"),
+    ({"prompt": ""}, "empty"), ({"prompt": "x" * 10_000}, "limit"),
+    ({"prompt": "a", "height": 20}, "unsupported size"),
     ({"prompt": "a", "num_sampling_steps": -1}, "num_sampling_steps"),
     ({"prompt": "a", "guidance_scale": float("nan")}, "guidance_scale"),
     ({"prompt": "a", "parallel_num": 3}, "allowed"), ({"prompt": "a", "num_images_per_prompt": 0}, "1..64"),
@@ -77,7 +78,9 @@ def test_cli_generate_writes_png_and_reports_bad_input(tmp_path):
     assert bad.returncode == 2
     assert bad.stderr.strip().startswith("error: num_sampling_steps") and "Traceback" not in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
-    unknown = subprocess.run([sys.executable, "-m", "bitdance.cli", "frobnicate"], capture_output=True, text=True)
+    unknown = subprocess.run(
+        [sys.executable, "-m", "bitdance.cli", "frobnicate"], capture_output=True, text=True
+    )
     assert unknown.returncode == 2 and "allowed" in unknown.stderr
 
 
