@@ -27,7 +27,8 @@ class CheckpointError(ValueError):
     """A weights folder/file that cannot be loaded; the message names the problem."""
 
 
-def _kinds() -> dict[str, tuple[type, type]]:
+def component_kinds() -> dict[str, tuple[type, type]]:
+    """kind name -> (config class, module class) of the savable components."""
     from .generator.transformer import BitDanceTransformer
     from .tokenizer.autoencoder import BinaryAutoencoder
 
@@ -38,7 +39,7 @@ def _kinds() -> dict[str, tuple[type, type]]:
 
 
 def kind_of(module: nn.Module) -> str:
-    for kind, (_, cls) in _kinds().items():
+    for kind, (_, cls) in component_kinds().items():
         if isinstance(module, cls):
             return kind
     raise TypeError(f"cannot save {type(module).__name__}: not a BitDance component")
@@ -143,7 +144,7 @@ def from_pretrained(
     folder = Path(folder)
     config = read_config(folder)
     kind = config.get("kind")
-    kinds = _kinds()
+    kinds = component_kinds()
     if kind not in kinds:
         raise CheckpointError(
             f"{folder / CONFIG_NAME}: unknown component kind {kind!r}; allowed: {sorted(kinds)}"

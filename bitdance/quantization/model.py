@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import ctypes
 import fnmatch
-import json
 import os
 import shutil
 import tempfile
@@ -26,7 +25,7 @@ from ..checkpoint import (
     CONFIG_NAME,
     WEIGHTS_NAME,
     CheckpointError,
-    _kinds,
+    component_kinds,
     from_pretrained,
     load_into,
     load_weights,
@@ -152,7 +151,7 @@ def load_quantized(folder: Path, config: dict[str, Any], device: str | torch.dev
     where = str(folder / CONFIG_NAME)
     entry = check_quantization_entry(config.get("quantization"), where)
     kind = config.get("kind")
-    kinds = _kinds()
+    kinds = component_kinds()
     if kind not in kinds:
         raise CheckpointError(f"{where}: unknown component kind {kind!r}; allowed: {sorted(kinds)}")
     device = torch.device(device)
@@ -241,23 +240,8 @@ def load_component(folder: str | os.PathLike, device: str | torch.device = "cpu"
 
 
 def load_pipeline(folder: str | os.PathLike, device: str | torch.device = "cpu") -> Any:
-    """Load a pipeline folder whose components may be quantized.
+    """Load a pipeline folder whose components may be quantized (alias of `BitDancePipeline.from_pretrained`,
+    which dispatches quantized component configs to `load_quantized` through `checkpoint.from_pretrained`)."""
+    from ..pipeline import BitDancePipeline
 
-    Same assembly as `BitDancePipeline.from_pretrained`, which does this by itself once
-    `checkpoint.from_pretrained` dispatches quantized configs to `load_quantized`.
-    """
-    from ..generator.text_encoder import build_text_encoder
-    from ..pipeline import INDEX_NAME, BitDancePipeline
-
-    folder = Path(folder)
-    index_path = folder / INDEX_NAME
-    if not index_path.is_file():
-        raise CheckpointError(f"{folder} has no {INDEX_NAME}; expected a BitDance pipeline folder")
-    index = json.loads(index_path.read_text())
-    tok = load_component(folder / index.get("tokenizer", "tokenizer"), device)
-    gen = load_component(folder / index.get("generator", "generator"), device)
-    te = None
-    if index.get("text_encoder"):
-        spec = dict(index["text_encoder"])
-        te = build_text_encoder(spec.pop("name"), **spec).to(device)
-    return BitDancePipeline(tok, gen, te, index.get("defaults"), index.get("class_names"), name=folder.name)
+    return BitDancePipeline.from_pretrained(folder, device=device)
