@@ -25,4 +25,20 @@ $B train --tokens "$RUNS/mini-tokens" --preset mini --parallel 1,4,16 --default-
   --eval-every 0 --sample-every 400 --threads 1 --seed 0 --log-every 10 --out "$RUNS/mini-gen" --no-progress \
   $(resume "$RUNS/mini-gen")
 
-echo "exported pipeline: $RUNS/mini-gen/export (copy to bitdance/assets/models/bitdance-mini to ship it)"
+# Stage 2 (session 2): continue the tokenizer with more shapes/emoji and an edge loss, re-extract a
+# shapes/emoji-heavier token set with it, and continue the generator from the stage-1 weights.
+$B train-tokenizer --init "$RUNS/mini-tok/export" --data "fashion_mnist:tint=1,shapes*1.5,emoji:repeats=10*3" \
+  --size 32 --steps 7000 --batch-size 24 --lr 1e-3 --warmup 50 --l1 1 --l2 1 --perceptual gradient \
+  --entropy-weight 0.02 --commit-weight 0.1 --ema-decay 0.99 --ckpt-every 200 --eval-every 500 \
+  --threads 1 --seed 1 --out "$RUNS/mini-tok2" --no-progress $(resume "$RUNS/mini-tok2")
+
+[ -f "$RUNS/mini-tokens2/header.json" ] || $B extract-tokens --tokenizer "$RUNS/mini-tok2/export" \
+  --data "fashion_mnist:tint=1,shapes:length=100000,emoji:repeats=12" --out "$RUNS/mini-tokens2" \
+  --generator-preset mini --batch-size 128 --no-progress
+
+$B train --tokens "$RUNS/mini-tokens2" --init "$RUNS/mini-gen/export" --preset mini --parallel 1,4,16 \
+  --default-parallel 4 --steps GEN2_STEPS --batch-size 32 --lr 1e-3 --warmup 100 --ema-decay 0.995 \
+  --sample-steps 20 --cfg 3.0 --ckpt-every 200 --eval-every 0 --sample-every 1000 --threads 1 --seed 1 \
+  --log-every 10 --out "$RUNS/mini-gen2" --no-progress $(resume "$RUNS/mini-gen2")
+
+echo "exported pipeline: $RUNS/mini-gen2/export (copy to bitdance/assets/models/bitdance-mini to ship it)"

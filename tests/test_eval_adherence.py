@@ -108,11 +108,20 @@ def _line(prompt: str = "x", category: str = "colour", **expect) -> str:
 
 
 BRIEF_EXAMPLES = [
-    _line("a red circle left of a blue square", "position", domain="shapes", relation="left of",
-          objects=[{"shape": "circle", "colour": "red"}, {"shape": "square", "colour": "blue"}]),
+    _line(
+        "a red circle left of a blue square",
+        "position",
+        domain="shapes",
+        relation="left of",
+        objects=[{"shape": "circle", "colour": "red"}, {"shape": "square", "colour": "blue"}],
+    ),
     _line("a red sneaker", "colour", domain="fashion", **{"class": "sneaker"}, colour="red"),
-    _line("three yellow squares", "counting", domain="shapes",
-          objects=[{"shape": "square", "colour": "yellow", "count": 3}]),
+    _line(
+        "three yellow squares",
+        "counting",
+        domain="shapes",
+        objects=[{"shape": "square", "colour": "yellow", "count": 3}],
+    ),
     _line("a maple leaf", "single_object", domain="emoji", name="maple leaf"),
 ]
 SHAPES = {"domain": "shapes"}
@@ -125,27 +134,40 @@ def test_brief_examples_parse():
     assert specs[2].expect["objects"][0]["count"] == 3 and specs[3].line == 4
 
 
-@pytest.mark.parametrize("line, message", [
-    ('{"prompt": "x", "category": "colour"}', "brief.jsonl:3: field 'expect': is required"),
-    (_line(""), "field 'prompt'"),
-    (_line(category="colours", domain="emoji", name="maple leaf"), "unknown category 'colours'"),
-    (_line(**FASHION, colour="teal"), "field 'expect.colour': unknown colour 'teal'; allowed: red"),
-    (_line(**{**FASHION, "class": "hat"}), "field 'expect.class': unknown fashion class 'hat'"),
-    (_line(**SHAPES, objects=[{"shape": "star"}]), "field 'expect.objects[0].shape': unknown shape 'star'"),
-    (_line(**SHAPES, objects=[{"shape": "circle", "count": 7}]), "expect.objects[0].count"),
-    (_line(**SHAPES, objects=[{"shape": "circle", "color": "red"}]), "spell it 'colour'"),
-    (_line(**SHAPES, objects=[{"shape": "circle", "size": "huge"}]), "unknown size 'huge'"),
-    (_line(**SHAPES, objects=[{"shape": "circle", "position": "top"}]), "unknown position 'top'"),
-    (_line(**SHAPES, objects=[{"shape": "circle"}], relation="left of"), "exactly 2 objects"),
-    (_line(**SHAPES, objects=[{"shape": "circle"}, {"shape": "square"}], relation="inside"),
-     "unknown relation 'inside'"),
-    (_line(domain="emoji", name="dragon fruit"), "field 'expect.name': unknown emoji name 'dragon fruit'"),
-    (_line(domain="cars", name="x"), "unknown domain"),
-    (_line(**FASHION, extra=1), "field 'expect.extra': unknown key"),
-    (json.dumps({"prompt": "x", "category": "colour", "expect": FASHION, "seed": 1}),
-     "field 'seed': unknown key"),
-    ('{"prompt": "x", "category": "colour",', "brief.jsonl:3: not valid JSON"),
-])
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ('{"prompt": "x", "category": "colour"}', "brief.jsonl:3: field 'expect': is required"),
+        (_line(""), "field 'prompt'"),
+        (_line(category="colours", domain="emoji", name="maple leaf"), "unknown category 'colours'"),
+        (_line(**FASHION, colour="teal"), "field 'expect.colour': unknown colour 'teal'; allowed: red"),
+        (_line(**{**FASHION, "class": "hat"}), "field 'expect.class': unknown fashion class 'hat'"),
+        (
+            _line(**SHAPES, objects=[{"shape": "star"}]),
+            "field 'expect.objects[0].shape': unknown shape 'star'",
+        ),
+        (_line(**SHAPES, objects=[{"shape": "circle", "count": 7}]), "expect.objects[0].count"),
+        (_line(**SHAPES, objects=[{"shape": "circle", "color": "red"}]), "spell it 'colour'"),
+        (_line(**SHAPES, objects=[{"shape": "circle", "size": "huge"}]), "unknown size 'huge'"),
+        (_line(**SHAPES, objects=[{"shape": "circle", "position": "top"}]), "unknown position 'top'"),
+        (_line(**SHAPES, objects=[{"shape": "circle"}], relation="left of"), "exactly 2 objects"),
+        (
+            _line(**SHAPES, objects=[{"shape": "circle"}, {"shape": "square"}], relation="inside"),
+            "unknown relation 'inside'",
+        ),
+        (
+            _line(domain="emoji", name="dragon fruit"),
+            "field 'expect.name': unknown emoji name 'dragon fruit'",
+        ),
+        (_line(domain="cars", name="x"), "unknown domain"),
+        (_line(**FASHION, extra=1), "field 'expect.extra': unknown key"),
+        (
+            json.dumps({"prompt": "x", "category": "colour", "expect": FASHION, "seed": 1}),
+            "field 'seed': unknown key",
+        ),
+        ('{"prompt": "x", "category": "colour",', "brief.jsonl:3: not valid JSON"),
+    ],
+)
 def test_malformed_lines_name_line_and_field(line, message):
     lines = BRIEF_EXAMPLES[:2] + [line]
     with pytest.raises(ValueError) as e:
@@ -193,3 +215,29 @@ def test_suite_file_round_trip(tmp_path):
     path.write_text("\n".join(BRIEF_EXAMPLES[:3]) + "\n\n")
     specs = load_suite(path, emoji_names=None)
     assert [json.loads(BRIEF_EXAMPLES[i])["prompt"] for i in range(3)] == [s.prompt for s in specs]
+
+
+def test_ground_truth_tokenizer_round_trip(tmp_path, capsys):
+    """`suites ground-truth --tokenizer` scores encode -> decode reconstructions (the generator's ceiling)."""
+    from bitdance.checkpoint import save_pretrained
+    from bitdance.configs import TOKENIZER_PRESETS
+    from bitdance.evaluation.suites import load_tokenizer, main, round_trip
+    from bitdance.tokenizer.autoencoder import BinaryAutoencoder
+
+    torch = pytest.importorskip("torch")
+    torch.manual_seed(0)
+    save_pretrained(BinaryAutoencoder(TOKENIZER_PRESETS["tiny"]), tmp_path / "tok")
+    tok = load_tokenizer(str(tmp_path / "tok"))
+    images, expects, _ = ground_truth_set(6, 32, seed=1, domains=("shapes",))
+    rec = round_trip(tok, images, batch_size=4)
+    assert rec.shape == (6, 3, 32, 32) and rec.abs().max() <= 1
+    capsys.readouterr()
+    assert (
+        main(["ground-truth", "--n", "8", "--domains", "shapes", "--tokenizer", str(tmp_path / "tok")]) == 0
+    )
+    out = capsys.readouterr().out
+    assert "ground truth 1.0000" in out
+    # an untrained tokenizer destroys the scenes: nothing survives its round trip
+    assert "tokenizer round trip 0.0000" in out
+    with pytest.raises(SystemExit):
+        main(["ground-truth", "--domains", "shapes,cars"])

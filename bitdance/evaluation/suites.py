@@ -2,6 +2,10 @@
 
     python -m bitdance.evaluation.suites build              # writes bitdance/assets/eval/prompts_*.jsonl
     python -m bitdance.evaluation.suites ground-truth --n 300 --size 32
+    python -m bitdance.evaluation.suites ground-truth --n 300 --tokenizer bitdance-mini   # + round trip
+
+``--tokenizer`` also scores the ground-truth images after an encode -> decode round trip through a model's
+binary tokenizer: the adherence a perfect generator on that tokenizer could reach (its ceiling).
 
 Both suites hold the same expectations in the same order; "default" uses the canonical (training-style)
 phrasing, "paraphrase" a reworded prompt drawn from the dataset caption templates (synonyms, sentence
@@ -190,25 +194,73 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--n", type=int, default=300, help="images per domain")
     g.add_argument("--size", type=int, default=32)
     g.add_argument("--seed", type=int, default=0)
+    g.add_argument(
+        "--tokenizer", help="also score tokenizer round trips: a pipeline/tokenizer folder or model name"
+    )
+    g.add_argument("--threads", type=int, help="torch threads")
+    g.add_argument("--domains", default="shapes,fashion,emoji", help="comma list of domains to score")
     args = p.parse_args(argv)
     if args.cmd == "build":
         for path in write_suites(args.out):
             print(path)
         return 0
+    import torch
+
     from .adherence import AdherenceScorer, shuffled_expectations
 
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tokenizer = load_tokenizer(args.tokenizer) if args.tokenizer else None
     scorer = AdherenceScorer()
-    for domain in ("shapes", "fashion", "emoji"):
-        images, expects, _ = ground_truth_set(args.n, args.size, args.seed, (domain,))
+    domains = [d.strip() for d in args.domains.split(",") if d.strip()]
+    bad = [d for d in domains if d not in ("shapes", "fashion", "emoji")]
+    if bad or not domains:
+        p.error(f"--domains: unknown {bad}; allowed: shapes, fashion, emoji")
+    for domain in domains:
+        images, expects, cats = ground_truth_set(args.n, args.size, args.seed, (domain,))
         right = sum(ok for ok, _ in scorer.score(images, expects)) / len(images)
         shuffled = sum(ok for ok, _ in scorer.score(images, shuffled_expectations(expects, args.seed))) / len(
             images
         )
-        print(
+        line = (
             f"{domain:8s} ground truth {right:.4f}   shuffled prompts {shuffled:.4f}   (n={len(images)}, "
             f"{args.size} px)"
         )
+        if tokenizer is not None:
+            scored = scorer.score(list(round_trip(tokenizer, images)), expects)
+            per_cat: dict[str, list[bool]] = {}
+            for (ok, _), cat in zip(scored, cats):
+                per_cat.setdefault(cat, []).append(ok)
+            detail = ", ".join(f"{c} {sum(v) / len(v):.4f}" for c, v in sorted(per_cat.items()))
+            total = sum(ok for ok, _ in scored) / len(scored)
+            line += f"\n{'':8s} tokenizer round trip {total:.4f} ({detail})"
+        print(line, flush=True)
     return 0
+
+
+def load_tokenizer(name: str):  # noqa: ANN201
+    """The binary tokenizer of a pipeline folder / shipped model name, or a bare tokenizer folder."""
+    from ..checkpoint import from_pretrained
+    from ..pipeline import BitDancePipeline, resolve_model
+
+    path = resolve_model(name)
+    if (path / "config.json").is_file():
+        return from_pretrained(path)
+    return BitDancePipeline.from_pretrained(path).tokenizer.eval()
+
+
+def round_trip(tokenizer: Any, images: list[Any], batch_size: int = 128) -> Any:
+    """Encode -> decode each image through the binary tokenizer: (N, 3, S, S) in [-1, 1]."""
+    import torch
+
+    from ..data import pil_to_tensor
+
+    x = torch.stack([im if torch.is_tensor(im) else pil_to_tensor(im) for im in images])
+    with torch.no_grad():
+        out = [
+            tokenizer.decode(tokenizer.encode(x[i : i + batch_size])) for i in range(0, len(x), batch_size)
+        ]
+    return torch.cat(out).clamp(-1, 1)
 
 
 if __name__ == "__main__":
