@@ -43,6 +43,11 @@ def test_train_is_budgeted_and_resumable(trained, capsys):
     state = torch.load(trained / "train_state.pt", weights_only=True)
     assert meta["steps"] == state["step"] >= 1 and meta["num_labels"] == 90 and meta["params"] > 0
     assert (trained / "unet" / "config.json").is_file()
+    cached = torch.load(trained / bl.DATA_CACHE, weights_only=True)  # resumes skip data preparation
+    assert cached["images"].shape == (32, 3, 16, 16) and cached["images"].dtype == torch.uint8
+    # EMA decay warms up (0.1 at the first step), reaching the target only after ~10k steps at 0.999
+    assert bl.ema_decay(0, 0.999) == pytest.approx(0.1) and bl.ema_decay(90, 0.999) == pytest.approx(0.91)
+    assert bl.ema_decay(10**6, 0.999) == 0.999
     # same budget again: already spent, nothing changes
     assert bl.main(["train", "--budget-minutes", "0.02", "--out", str(trained), *TINY]) == 0
     assert "budget already spent" in capsys.readouterr().out

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import io
 import json
 import os
 import shutil
@@ -34,7 +35,7 @@ from ..checkpoint import atomic_write_bytes
 from ..data.caption_templates import COLOURS
 
 TINTS: tuple[str | None, ...] = (None, *COLOURS)
-STATE_NAME, META_NAME, UNET_DIR = "train_state.pt", "baseline.json", "unet"
+STATE_NAME, META_NAME, UNET_DIR, DATA_CACHE = "train_state.pt", "baseline.json", "unet", "data_cache.pt"
 WIDTHS = tuple(range(16, 257, 8))
 
 
@@ -109,6 +110,27 @@ def prepare_data(
         imgs[i] = ((it["image"] + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
         labels[i] = label_of(it["label"], it["meta"]["colour"], tinted)
     return imgs, labels
+
+
+def ema_decay(step: int, target: float) -> float:
+    """EMA decay after ``step`` updates, warmed up as in ``training.optim.EMA`` (min(target, (1+n)/(10+n))):
+    a budget of a few hundred steps must not leave the exported weights mostly at the random init."""
+    return min(target, (1 + step) / (10 + step))
+
+
+def cached_data(path: Path, size: int, tinted: bool, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """``prepare_data`` for fashion_mnist, kept in ``path`` so a resumed run skips the minutes of preparation
+    (reused only when dataset, size, tint and limit match)."""
+    key = {"dataset": "fashion_mnist", "size": size, "tinted": tinted, "limit": limit}
+    if path.is_file():
+        cached = torch.load(path, map_location="cpu", weights_only=True)
+        if cached.get("key") == json.dumps(key, sort_keys=True):
+            return cached["images"], cached["labels"]
+    images, labels = prepare_data("fashion_mnist", size, tinted, limit)
+    buf = io.BytesIO()
+    torch.save({"key": json.dumps(key, sort_keys=True), "images": images, "labels": labels}, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    return images, labels
 
 
 def _save_unet(unet: Any, folder: Path) -> None:
@@ -191,7 +213,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         print(f"budget already spent ({state['elapsed']:.0f} s >= {budget:.0f} s); nothing to do")
         return meta
     t_data = time.perf_counter()
-    images, labels = prepare_data("fashion_mnist", meta["size"], meta["tinted"], args.limit)
+    images, labels = cached_data(out / DATA_CACHE, meta["size"], meta["tinted"], args.limit)
     meta["data_seconds"], meta["train_items"] = round(time.perf_counter() - t_data, 1), len(images)
     unet = build_unet(meta["width"], meta["num_labels"], meta["size"])
     meta["params"] = sum(p.numel() for p in unet.parameters())
@@ -240,8 +262,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
             g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
         opt.step()
         with torch.no_grad():
+            decay = ema_decay(step, args.ema)
             for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - args.ema)
+                pe.lerp_(p, 1 - decay)
         step += 1
         elapsed = base_elapsed + time.perf_counter() - seg_start
         if step % 50 == 0:
