@@ -86,8 +86,11 @@ def save_pretrained(
     kind = kind_of(module)
     quant = getattr(module, "quantization", None)
     config = {
-        "kind": kind, "format_version": FORMAT_VERSION, **module.config.to_dict(),
-        **({"quantization": quant} if quant else {}), **(extra or {}),
+        "kind": kind,
+        "format_version": FORMAT_VERSION,
+        **module.config.to_dict(),
+        **({"quantization": quant} if quant else {}),
+        **(extra or {}),
     }
     save_state_dict(module.state_dict(), folder / WEIGHTS_NAME, metadata={"kind": kind})
     atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())

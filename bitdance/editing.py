@@ -265,8 +265,13 @@ def expand_known(known: KnownTokens | None, count: int) -> KnownTokens | None:
     return known
 
 
-def vary_known(tokenizer: torch.nn.Module, image_or_bits: Any, from_step: Any, parallel_num: int,
-               supported_parallel: tuple[int, ...]) -> tuple[KnownTokens, tuple[int, int], dict[str, Any]]:
+def vary_known(
+    tokenizer: torch.nn.Module,
+    image_or_bits: Any,
+    from_step: Any,
+    parallel_num: int,
+    supported_parallel: tuple[int, ...],
+) -> tuple[KnownTokens, tuple[int, int], dict[str, Any]]:
     """Known tokens of a variation: the image's tokens made in the first `from_step` AR steps at P."""
     if parallel_num not in supported_parallel:
         allowed = list(supported_parallel)
@@ -287,31 +292,59 @@ class EditingMixin:
     supported_sizes: list[tuple[int, int]]
     _generate: Any
 
-    def edit(self, image: Any, mask: Any = None, box: Any = None, prompt: str | list[str] | None = None,
-             class_labels: Any = None, canvas: tuple[int, int] | None = None,
-             offset: tuple[int, int] | None = None, **kwargs: Any) -> Any:
+    def edit(
+        self,
+        image: Any,
+        mask: Any = None,
+        box: Any = None,
+        prompt: str | list[str] | None = None,
+        class_labels: Any = None,
+        canvas: tuple[int, int] | None = None,
+        offset: tuple[int, int] | None = None,
+        **kwargs: Any,
+    ) -> Any:
         """Inpaint / re-roll a region (`mask`: white or True = regenerate; or `box` (x0, y0, x1, y1) pixels)
         or outpaint onto `canvas` (height, width) at `offset` (x, y). Kept tokens come back unchanged.
 
         `image`: PIL image, path, uint8 (H, W, 3), float (3, H, W) in [-1, 1], or bits (d, h, w) ±1.
         Other keyword arguments are those of `__call__` (seed, guidance_scale, output_type, ...).
         """
-        known, (h, w), info = prepare_edit(self.tokenizer, image, mask=mask, box=box, canvas=canvas,
-                                           offset=offset, supported_sizes=self.supported_sizes)
+        known, (h, w), info = prepare_edit(
+            self.tokenizer,
+            image,
+            mask=mask,
+            box=box,
+            canvas=canvas,
+            offset=offset,
+            supported_sizes=self.supported_sizes,
+        )
         return self.generate_with_known(prompt, class_labels, (h, w), known, info, kwargs)
 
-    def vary(self, image_or_bits: Any, from_step: int, prompt: str | list[str] | None = None,
-             class_labels: Any = None, **kwargs: Any) -> Any:
+    def vary(
+        self,
+        image_or_bits: Any,
+        from_step: int,
+        prompt: str | list[str] | None = None,
+        class_labels: Any = None,
+        **kwargs: Any,
+    ) -> Any:
         """Variation: keep the first `from_step` AR steps (P-token patches in generation order), re-sample
         the rest. Other keyword arguments are those of `__call__`."""
         p = kwargs.get("parallel_num") or self.defaults["parallel_num"]
-        known, size, info = vary_known(self.tokenizer, image_or_bits, from_step, p,
-                                       self.generator.config.supported_parallel)
+        known, size, info = vary_known(
+            self.tokenizer, image_or_bits, from_step, p, self.generator.config.supported_parallel
+        )
         return self.generate_with_known(prompt, class_labels, size, known, info, kwargs)
 
-    def generate_with_known(self, prompt: Any, class_labels: Any, size: tuple[int, int],
-                            known: KnownTokens | None, edit_info: dict[str, Any] | None,
-                            kwargs: dict[str, Any]) -> Any:
+    def generate_with_known(
+        self,
+        prompt: Any,
+        class_labels: Any,
+        size: tuple[int, int],
+        known: KnownTokens | None,
+        edit_info: dict[str, Any] | None,
+        kwargs: dict[str, Any],
+    ) -> Any:
         """A call at `size` with teacher-forced `known` tokens, recording `edit_info` in the recipes."""
         sig = {k: v for k, v in inspect.signature(type(self).__call__).parameters.items() if k != "self"}
         params = list(sig)

@@ -100,16 +100,26 @@ class BitDancePipeline(editing.EditingMixin):
     """Generate images from prompts (text models) or class labels (class-conditional models)."""
 
     def __init__(
-        self, tokenizer: BinaryAutoencoder, generator: BitDanceTransformer,
-        text_encoder: torch.nn.Module | None = None, defaults: dict[str, Any] | None = None,
-        class_names: list[str] | None = None, name: str = "custom", safety: Any = None,
+        self,
+        tokenizer: BinaryAutoencoder,
+        generator: BitDanceTransformer,
+        text_encoder: torch.nn.Module | None = None,
+        defaults: dict[str, Any] | None = None,
+        class_names: list[str] | None = None,
+        name: str = "custom",
+        safety: Any = None,
         filter_mode: str = "block",
     ) -> None:
         self.tokenizer = tokenizer.eval()
         self.generator = generator.eval()
         self.text_encoder = text_encoder
-        self.defaults = {"num_sampling_steps": 20, "guidance_scale": 1.0, "guidance_schedule": "constant",
-                         "parallel_num": generator.config.parallel_num, **(defaults or {})}
+        self.defaults = {
+            "num_sampling_steps": 20,
+            "guidance_scale": 1.0,
+            "guidance_schedule": "constant",
+            "parallel_num": generator.config.parallel_num,
+            **(defaults or {}),
+        }
         self.class_names = class_names
         self.name = name
         self.safety = safety  # ContentFilter-like (.check(prompt) -> Verdict); None: built-in rules
@@ -126,8 +136,12 @@ class BitDancePipeline(editing.EditingMixin):
     # ------------------------------------------------------------------ construction
     @classmethod
     def from_pretrained(
-        cls, name_or_path: str | os.PathLike = DEFAULT_MODEL, device: str | torch.device = "cpu",
-        dtype: torch.dtype | None = None, filter_mode: str = "block", safety: Any = None,
+        cls,
+        name_or_path: str | os.PathLike = DEFAULT_MODEL,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype | None = None,
+        filter_mode: str = "block",
+        safety: Any = None,
     ) -> BitDancePipeline:
         """Load a pipeline folder or shipped model by name; 'random:<preset>' builds random weights."""
         if str(name_or_path).startswith("random:"):
@@ -146,12 +160,26 @@ class BitDancePipeline(editing.EditingMixin):
         if index.get("text_encoder"):
             spec = dict(index["text_encoder"])
             te = build_text_encoder(spec.pop("name"), **spec).to(device)
-        return cls(tok, gen, te, index.get("defaults"), index.get("class_names"), name=folder.name,
-                   safety=safety, filter_mode=filter_mode)
+        return cls(
+            tok,
+            gen,
+            te,
+            index.get("defaults"),
+            index.get("class_names"),
+            name=folder.name,
+            safety=safety,
+            filter_mode=filter_mode,
+        )
 
     @classmethod
-    def from_preset(cls, preset: str, device: str | torch.device = "cpu", seed: int = 0,
-                    filter_mode: str = "block", safety: Any = None) -> BitDancePipeline:
+    def from_preset(
+        cls,
+        preset: str,
+        device: str | torch.device = "cpu",
+        seed: int = 0,
+        filter_mode: str = "block",
+        safety: Any = None,
+    ) -> BitDancePipeline:
         """Random-weight pipeline from generator/tokenizer presets (for tests and smoke runs)."""
         torch.manual_seed(seed)
         gcfg = get_preset("generator", preset)
@@ -160,8 +188,14 @@ class BitDancePipeline(editing.EditingMixin):
         te = None
         if gcfg.cond_type == "text":
             te = build_text_encoder("hash", dim=gcfg.text_dim, max_len=gcfg.text_len)
-        return cls(BinaryAutoencoder(tcfg).to(device), BitDanceTransformer(gcfg).to(device), te,
-                   name=f"random:{preset}", safety=safety, filter_mode=filter_mode)
+        return cls(
+            BinaryAutoencoder(tcfg).to(device),
+            BitDanceTransformer(gcfg).to(device),
+            te,
+            name=f"random:{preset}",
+            safety=safety,
+            filter_mode=filter_mode,
+        )
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
         folder = Path(folder)
@@ -172,9 +206,15 @@ class BitDancePipeline(editing.EditingMixin):
             te = {"name": self.text_encoder.name, "max_len": self.text_encoder.max_len}
             if te["name"] == "hash":
                 te["dim"] = self.text_encoder.dim
-        index = {"format": "bitdance-pipeline", "version": 1, "tokenizer": "tokenizer",
-                 "generator": "generator", "text_encoder": te, "defaults": self.defaults,
-                 "class_names": self.class_names}
+        index = {
+            "format": "bitdance-pipeline",
+            "version": 1,
+            "tokenizer": "tokenizer",
+            "generator": "generator",
+            "text_encoder": te,
+            "defaults": self.defaults,
+            "class_names": self.class_names,
+        }
         atomic_write_bytes(folder / INDEX_NAME, (json.dumps(index, indent=2) + "\n").encode())
         return folder
 
@@ -240,8 +280,14 @@ class BitDancePipeline(editing.EditingMixin):
 
     # ------------------------------------------------------------------ validation
     def check_inputs(
-        self, prompt: Any, class_labels: Any, height: Any, width: Any, num_images_per_prompt: Any,
-        output_type: str, negative_prompt: Any,
+        self,
+        prompt: Any,
+        class_labels: Any,
+        height: Any,
+        width: Any,
+        num_images_per_prompt: Any,
+        output_type: str,
+        negative_prompt: Any,
     ) -> tuple[list[str] | None, list[int] | None, tuple[int, int]]:
         cfg = self.generator.config
         prompts = labels = None
@@ -255,8 +301,11 @@ class BitDancePipeline(editing.EditingMixin):
                 negs = negative_prompt
                 if isinstance(negative_prompt, str):
                     negs = [negative_prompt] * len(prompts)
-                if not isinstance(negs, (list, tuple)) or len(negs) != len(prompts) or \
-                        not all(isinstance(n, str) and len(n) <= MAX_PROMPT_CHARS for n in negs):
+                if (
+                    not isinstance(negs, (list, tuple))
+                    or len(negs) != len(prompts)
+                    or not all(isinstance(n, str) and len(n) <= MAX_PROMPT_CHARS for n in negs)
+                ):
                     raise ValueError("negative_prompt must be a string or a list of strings, one per prompt")
         else:
             if prompt is not None:
@@ -290,10 +339,17 @@ class BitDancePipeline(editing.EditingMixin):
         return h, w
 
     def resolve_settings(
-        self, height: int | None = None, width: int | None = None, num_sampling_steps: int | None = None,
-        guidance_scale: float | None = None, guidance_schedule: str | None = None,
-        parallel_num: int | None = None, solver: str = "euler_maruyama", upscale: int | None = None,
-        upscale_method: str = "lanczos", color: str | None = None,
+        self,
+        height: int | None = None,
+        width: int | None = None,
+        num_sampling_steps: int | None = None,
+        guidance_scale: float | None = None,
+        guidance_schedule: str | None = None,
+        parallel_num: int | None = None,
+        solver: str = "euler_maruyama",
+        upscale: int | None = None,
+        upscale_method: str = "lanczos",
+        color: str | None = None,
     ) -> dict[str, Any]:
         """Validated settings with defaults filled in: exactly what a call with these arguments records."""
         h, w = self.check_size(height, width)
@@ -306,7 +362,8 @@ class BitDancePipeline(editing.EditingMixin):
             parallel_num=pick(parallel_num, "parallel_num"),
             num_sampling_steps=pick(num_sampling_steps, "num_sampling_steps"),
             guidance_scale=pick(guidance_scale, "guidance_scale"),
-            guidance_schedule=guidance_schedule or d["guidance_schedule"], solver=solver,
+            guidance_schedule=guidance_schedule or d["guidance_schedule"],
+            solver=solver,
         )
         opts.check()
         if opts.parallel_num not in self.generator.config.supported_parallel:
@@ -315,10 +372,17 @@ class BitDancePipeline(editing.EditingMixin):
                 f"{list(self.generator.config.supported_parallel)}"
             )
         return {
-            "model": self.name, "model_hash": self.model_hash, "height": h, "width": w,
-            "num_sampling_steps": opts.num_sampling_steps, "guidance_scale": float(opts.guidance_scale),
-            "guidance_schedule": opts.guidance_schedule, "parallel_num": opts.parallel_num, "solver": solver,
-            "postprocess": build_steps(upscale, upscale_method, color), "bitdance_version": __version__,
+            "model": self.name,
+            "model_hash": self.model_hash,
+            "height": h,
+            "width": w,
+            "num_sampling_steps": opts.num_sampling_steps,
+            "guidance_scale": float(opts.guidance_scale),
+            "guidance_schedule": opts.guidance_schedule,
+            "parallel_num": opts.parallel_num,
+            "solver": solver,
+            "postprocess": build_steps(upscale, upscale_method, color),
+            "bitdance_version": __version__,
         }
 
     def _class_index(self, c: int | str) -> int:
@@ -345,7 +409,7 @@ class BitDancePipeline(editing.EditingMixin):
             g = None
             if self.tokenizer.config.gan_decoder:
                 g = torch.Generator(device=self.device).manual_seed((seeds[i] or 0) + 1)
-            out.append(self.tokenizer.decode(bits[i:i + 1], generator=g))
+            out.append(self.tokenizer.decode(bits[i : i + 1], generator=g))
         return torch.cat(out)
 
     def preview(self, partial_BNd: torch.Tensor, grid: tuple[int, int], parallel_num: int) -> list[Any]:
@@ -356,22 +420,35 @@ class BitDancePipeline(editing.EditingMixin):
         bits = from_sequence(seq, grid, parallel_num).to(self.tokenizer.decoder.conv_in.weight.dtype)
         out = []
         for i in range(b):  # the decoder directly: check_bits would refuse the neutral 0
-            noise = torch.zeros_like(bits[i:i + 1]) if self.tokenizer.config.gan_decoder else None
-            out.append(Image.fromarray(tensor_to_uint8(self.tokenizer.decoder(bits[i:i + 1], noise))[0]))
+            noise = torch.zeros_like(bits[i : i + 1]) if self.tokenizer.config.gan_decoder else None
+            out.append(Image.fromarray(tensor_to_uint8(self.tokenizer.decoder(bits[i : i + 1], noise))[0]))
         return out
 
     # ------------------------------------------------------------------ call
     @torch.no_grad()
     def __call__(
-        self, prompt: str | list[str] | None = None, class_labels: Any = None,
-        negative_prompt: str | list[str] | None = None, height: int | None = None, width: int | None = None,
-        num_images_per_prompt: int = 1, num_sampling_steps: int | None = None,
-        guidance_scale: float | None = None, guidance_schedule: str | None = None,
-        parallel_num: int | None = None, seed: int | list[int] | None = None,
-        generator: torch.Generator | list[torch.Generator] | None = None, output_type: str = "pil",
-        callback: ProgressCallback | None = None, solver: str = "euler_maruyama",
-        known: KnownTokens | None = None, filter_mode: str | None = None, preview_every: int | None = None,
-        upscale: int | None = None, upscale_method: str = "lanczos", color: str | None = None,
+        self,
+        prompt: str | list[str] | None = None,
+        class_labels: Any = None,
+        negative_prompt: str | list[str] | None = None,
+        height: int | None = None,
+        width: int | None = None,
+        num_images_per_prompt: int = 1,
+        num_sampling_steps: int | None = None,
+        guidance_scale: float | None = None,
+        guidance_schedule: str | None = None,
+        parallel_num: int | None = None,
+        seed: int | list[int] | None = None,
+        generator: torch.Generator | list[torch.Generator] | None = None,
+        output_type: str = "pil",
+        callback: ProgressCallback | None = None,
+        solver: str = "euler_maruyama",
+        known: KnownTokens | None = None,
+        filter_mode: str | None = None,
+        preview_every: int | None = None,
+        upscale: int | None = None,
+        upscale_method: str = "lanczos",
+        color: str | None = None,
     ) -> PipelineOutput:
         """Generate images. Seeds: `seed` (int: image i uses seed + i; or one per image) or `generator`.
 
@@ -385,17 +462,47 @@ class BitDancePipeline(editing.EditingMixin):
         kw = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         return self._generate(**kw)
 
-    def _generate(self, *, prompt: Any, class_labels: Any, negative_prompt: Any, height: Any, width: Any,
-                  num_images_per_prompt: Any, num_sampling_steps: Any, guidance_scale: Any,
-                  guidance_schedule: Any, parallel_num: Any, seed: Any, generator: Any, output_type: str,
-                  callback: ProgressCallback | None, solver: str, known: KnownTokens | None,
-                  filter_mode: str | None, preview_every: Any, upscale: Any, upscale_method: str, color: Any,
-                  edit_info: dict[str, Any] | None = None) -> PipelineOutput:
+    def _generate(
+        self,
+        *,
+        prompt: Any,
+        class_labels: Any,
+        negative_prompt: Any,
+        height: Any,
+        width: Any,
+        num_images_per_prompt: Any,
+        num_sampling_steps: Any,
+        guidance_scale: Any,
+        guidance_schedule: Any,
+        parallel_num: Any,
+        seed: Any,
+        generator: Any,
+        output_type: str,
+        callback: ProgressCallback | None,
+        solver: str,
+        known: KnownTokens | None,
+        filter_mode: str | None,
+        preview_every: Any,
+        upscale: Any,
+        upscale_method: str,
+        color: Any,
+        edit_info: dict[str, Any] | None = None,
+    ) -> PipelineOutput:
         prompts, labels, (h, w) = self.check_inputs(
             prompt, class_labels, height, width, num_images_per_prompt, output_type, negative_prompt
         )
-        settings = self.resolve_settings(h, w, num_sampling_steps, guidance_scale, guidance_schedule,
-                                         parallel_num, solver, upscale, upscale_method, color)
+        settings = self.resolve_settings(
+            h,
+            w,
+            num_sampling_steps,
+            guidance_scale,
+            guidance_schedule,
+            parallel_num,
+            solver,
+            upscale,
+            upscale_method,
+            color,
+        )
         if settings["postprocess"] and output_type == "bits":
             raise ValueError("post-processing (upscale / color) needs images, not output_type='bits'")
         pe = preview_every
@@ -403,9 +510,15 @@ class BitDancePipeline(editing.EditingMixin):
             raise ValueError(f"preview_every must be a positive integer (AR steps) or None, got {pe!r}")
         grid = (h // self.tokenizer.downsample, w // self.tokenizer.downsample)
         s = settings
-        opts = SamplingOptions(s["parallel_num"], s["num_sampling_steps"], s["guidance_scale"],
-                               s["guidance_schedule"], solver, grid,
-                               bool(self.defaults.get("independent_unguided_streams", False)))
+        opts = SamplingOptions(
+            s["parallel_num"],
+            s["num_sampling_steps"],
+            s["guidance_scale"],
+            s["guidance_schedule"],
+            solver,
+            grid,
+            bool(self.defaults.get("independent_unguided_streams", False)),
+        )
         n = num_images_per_prompt
         items = [x for x in (prompts or labels or []) for _ in range(n)]
         count = len(items)
@@ -430,8 +543,13 @@ class BitDancePipeline(editing.EditingMixin):
         def on_step(step: int, total: int, partial: torch.Tensor) -> None:
             if callback is not None:
                 el = time.perf_counter() - start
-                info = {"step": step, "total": total, "elapsed": el, "eta": el / step * (total - step),
-                        "partial_bits": partial}
+                info = {
+                    "step": step,
+                    "total": total,
+                    "elapsed": el,
+                    "eta": el / step * (total - step),
+                    "partial_bits": partial,
+                }
                 if preview_every is not None and (step % preview_every == 0 or step == total):
                     info["preview"] = self.preview(partial, grid, opts.parallel_num)  # type: ignore[arg-type]
                 callback(info)
@@ -441,11 +559,19 @@ class BitDancePipeline(editing.EditingMixin):
         for i in range(count):
             label = labels[i // n] if labels is not None else None
             name = self.class_names[label] if label is not None and self.class_names else None
-            recipes.append(make_recipe(
-                settings, prompt=items[i] if prompts is not None else None, negative_prompt=negs[i],
-                class_label=label, class_name=name, seed=seeds[i], verdict=verdicts[i], edit=edit_info,
-                known=known_record(known.bits[i], known.keep[i]) if known is not None else None,
-            ))
+            recipes.append(
+                make_recipe(
+                    settings,
+                    prompt=items[i] if prompts is not None else None,
+                    negative_prompt=negs[i],
+                    class_label=label,
+                    class_name=name,
+                    seed=seeds[i],
+                    verdict=verdicts[i],
+                    edit=edit_info,
+                    known=known_record(known.bits[i], known.keep[i]) if known is not None else None,
+                )
+            )
         if output_type == "bits":
             return PipelineOutput(bits, seeds, bits, verdicts, settings, recipes)
         images = self.decode(bits, seeds)
@@ -459,8 +585,12 @@ class BitDancePipeline(editing.EditingMixin):
         return PipelineOutput(out, seeds, bits, verdicts, settings, recipes)
 
     # ------------------------------------------------------------------ replay (editing: EditingMixin)
-    def replay(self, recipe_or_png: dict[str, Any] | str | os.PathLike, force: bool = False,
-               filter_mode: str | None = None) -> PipelineOutput:
+    def replay(
+        self,
+        recipe_or_png: dict[str, Any] | str | os.PathLike,
+        force: bool = False,
+        filter_mode: str | None = None,
+    ) -> PipelineOutput:
         """Regenerate an image from its recipe (dict or PNG path); a different model hash is refused unless
         `force`. The recorded filter mode is used unless `filter_mode` is given."""
         recipe = recipe_or_png if isinstance(recipe_or_png, dict) else read_recipe(recipe_or_png)
@@ -468,8 +598,14 @@ class BitDancePipeline(editing.EditingMixin):
         kw = replay_arguments(recipe)
         kw["filter_mode"] = filter_mode or (recipe.get("filter") or {}).get("mode") or self.filter_mode
         size = (kw.pop("height"), kw.pop("width"))
-        return self.generate_with_known(kw.pop("prompt", None), kw.pop("class_labels", None), size,
-                                        kw.pop("known", None), recipe.get("edit"), kw)
+        return self.generate_with_known(
+            kw.pop("prompt", None),
+            kw.pop("class_labels", None),
+            size,
+            kw.pop("known", None),
+            recipe.get("edit"),
+            kw,
+        )
 
     def _seeds(self, seed: Any, generator: Any, count: int) -> tuple[list[int | None], RandomSource]:
         if generator is not None and seed is not None:

@@ -107,8 +107,10 @@ def test_no_manifest_uses_sidecars_then_stems(tmp_path):
 def test_split_column_filters_and_relative_paths(tmp_path):
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     Image.new("RGB", (8, 8)).save(tmp_path / "b.png")
-    rows = [{"file": "a.png", "caption": "a", "split": "train", "source": "web"},
-            {"file": "b.png", "caption": "b", "split": "test"}]
+    rows = [
+        {"file": "a.png", "caption": "a", "split": "train", "source": "web"},
+        {"file": "b.png", "caption": "b", "split": "test"},
+    ]
     manifest = _write_jsonl(tmp_path / "m.jsonl", rows)
     train = FolderDataset(manifest=manifest, size=8)
     test = FolderDataset(manifest=manifest, split="test", size=8)

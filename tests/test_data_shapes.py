@@ -91,9 +91,10 @@ def test_paraphrases_keep_meaning(kind):
                 assert any(f" {p} " in text for p in RELATION_PHRASES[rel]), text
                 assert not any(f" {p} " in text for p in RELATION_PHRASES[inv]), text
             else:  # "<b> inv <a>", "there is <b> and, rel it, <a>", "<b> with <a> rel-its"
-                between = text[text.find(b_np) + len(b_np):]
+                between = text[text.find(b_np) + len(b_np) :]
                 assert any(f" {p} " in between for p in RELATION_PHRASES[inv]) or any(
-                    p in text for p in RELATION_PRONOUN_PHRASES[rel]), text
+                    p in text for p in RELATION_PRONOUN_PHRASES[rel]
+                ), text
 
 
 def test_paraphrases_function_distinct_and_canonical_first():

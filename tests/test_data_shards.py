@@ -118,7 +118,9 @@ def test_corrupt_members_skipped_and_counted(tmp_path):
     with pytest.warns(UserWarning, match=expected):
         items = list(ds)
     assert [(it["meta"]["key"], it["caption"], it["label"]) for it in items] == [
-        ("dir/a", "from json", 4), ("e", "green", -1)]
+        ("dir/a", "from json", 4),
+        ("e", "green", -1),
+    ]
     assert len(ds.skipped) == 3
 
 

@@ -43,15 +43,21 @@ def test_save_load_round_trip(tmp_path, pipe):
     assert pipe2.model_hash == pipe.model_hash
 
 
-@pytest.mark.parametrize("kw,match", [
-    ({"prompt": ""}, "empty"), ({"prompt": "x" * 10_000}, "limit"),
-    ({"prompt": "a", "height": 20}, "unsupported size"),
-    ({"prompt": "a", "num_sampling_steps": -1}, "num_sampling_steps"),
-    ({"prompt": "a", "guidance_scale": float("nan")}, "guidance_scale"),
-    ({"prompt": "a", "parallel_num": 3}, "allowed"), ({"prompt": "a", "num_images_per_prompt": 0}, "1..64"),
-    ({"prompt": "a", "output_type": "jpg"}, "output_type"), ({"class_labels": [1]}, "text-to-image"),
-    ({"prompt": "a", "seed": -1}, "seed"),
-])
+@pytest.mark.parametrize(
+    "kw,match",
+    [
+        ({"prompt": ""}, "empty"),
+        ({"prompt": "x" * 10_000}, "limit"),
+        ({"prompt": "a", "height": 20}, "unsupported size"),
+        ({"prompt": "a", "num_sampling_steps": -1}, "num_sampling_steps"),
+        ({"prompt": "a", "guidance_scale": float("nan")}, "guidance_scale"),
+        ({"prompt": "a", "parallel_num": 3}, "allowed"),
+        ({"prompt": "a", "num_images_per_prompt": 0}, "1..64"),
+        ({"prompt": "a", "output_type": "jpg"}, "output_type"),
+        ({"class_labels": [1]}, "text-to-image"),
+        ({"prompt": "a", "seed": -1}, "seed"),
+    ],
+)
 def test_bad_input_raises_value_error(pipe, kw, match):
     with pytest.raises(ValueError, match=match):
         pipe(**kw)
@@ -69,8 +75,19 @@ def test_class_conditional_pipeline():
 
 def test_cli_generate_writes_png_and_reports_bad_input(tmp_path):
     out = tmp_path / "x.png"
-    cmd = [sys.executable, "-m", "bitdance.cli", "generate", "a red sneaker", "--model", "random:tiny-text",
-           "--steps", "2", "-o", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "bitdance.cli",
+        "generate",
+        "a red sneaker",
+        "--model",
+        "random:tiny-text",
+        "--steps",
+        "2",
+        "-o",
+        str(out),
+    ]
     r = subprocess.run(cmd, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     assert Image.open(out).size == (16, 16)

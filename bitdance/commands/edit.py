@@ -42,8 +42,9 @@ def build_parser() -> Parser:
     p.add_argument("--upscale", type=int, choices=[2, 4], help="upscale the result 2x or 4x")
     p.add_argument("--upscale-method", default="lanczos", choices=["lanczos", "bicubic", "nearest"])
     p.add_argument("--color", help="colour looks, comma-separated (auto, warm, cool, vivid, mono, ...)")
-    p.add_argument("--filter-mode", choices=["block", "warn", "off"],
-                   help="content filter mode (default: block)")
+    p.add_argument(
+        "--filter-mode", choices=["block", "warn", "off"], help="content filter mode (default: block)"
+    )
     p.add_argument("--safety-rules", help="extra content-filter rule file")
     p.add_argument("--device", default="cpu", help="torch device (default cpu)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
@@ -75,9 +76,15 @@ def main(argv: list[str]) -> int:
     model = args.model or recipe.get("model") or "bitdance-mini"
     pipe = load_pipeline(model, args.device, args.filter_mode, args.safety_rules)
     kw: dict[str, Any] = {
-        "num_images_per_prompt": args.n, "seed": args.seed, "num_sampling_steps": args.steps,
-        "guidance_scale": args.cfg, "guidance_schedule": args.cfg_schedule, "parallel_num": args.parallel,
-        "upscale": args.upscale, "upscale_method": args.upscale_method, "color": args.color,
+        "num_images_per_prompt": args.n,
+        "seed": args.seed,
+        "num_sampling_steps": args.steps,
+        "guidance_scale": args.cfg,
+        "guidance_schedule": args.cfg_schedule,
+        "parallel_num": args.parallel,
+        "upscale": args.upscale,
+        "upscale_method": args.upscale_method,
+        "color": args.color,
     }
     if pipe.is_text:
         if args.class_label is not None:

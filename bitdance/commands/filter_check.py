@@ -15,8 +15,9 @@ from ._common import Parser
 def build_parser() -> Parser:
     p = Parser(prog="bitdance filter-check", description="Run the content filter on a prompt.")
     p.add_argument("prompt", help="the prompt to check ('-' reads it from stdin)")
-    p.add_argument("--mode", default="block", choices=["block", "warn", "off"],
-                   help="filter mode (default block)")
+    p.add_argument(
+        "--mode", default="block", choices=["block", "warn", "off"], help="filter mode (default block)"
+    )
     p.add_argument("--rules", help="extra rule file (JSON/YAML) merged with the built-in rules")
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.add_argument("--explain", action="store_true", help="print a longer explanation")

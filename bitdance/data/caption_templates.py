@@ -24,8 +24,16 @@ COLOURS: dict[str, tuple[int, int, int]] = {
 }
 
 NUMBER_WORDS: dict[int, str] = {
-    0: "zero", 1: "one", 2: "two", 3: "three", 4: "four",
-    5: "five", 6: "six", 7: "seven", 8: "eight", 9: "nine",
+    0: "zero",
+    1: "one",
+    2: "two",
+    3: "three",
+    4: "four",
+    5: "five",
+    6: "six",
+    7: "seven",
+    8: "eight",
+    9: "nine",
 }
 
 _AN_EXCEPTIONS = ("one", "once", "uni", "use", "usu", "euro", "ewe")
@@ -159,16 +167,27 @@ RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
 COUNTS: tuple[int, ...] = (1, 2, 3, 4)
 
 INVERSE_RELATION: dict[str, str] = {
-    "left of": "right of", "right of": "left of", "above": "below", "below": "above",
+    "left of": "right of",
+    "right of": "left of",
+    "above": "below",
+    "below": "above",
 }
 SIZE_SYNONYMS: dict[str, tuple[str, ...]] = {"small": ("small", "little"), "large": ("large", "big")}
 POSITION_PHRASES: dict[str, tuple[str, ...]] = {
     "top left": ("in the top left", "in the upper left", "at the top left", "in the top left corner"),
     "top right": ("in the top right", "in the upper right", "at the top right", "in the top right corner"),
-    "bottom left": ("in the bottom left", "in the lower left", "at the bottom left",
-                    "in the bottom left corner"),
-    "bottom right": ("in the bottom right", "in the lower right", "at the bottom right",
-                     "in the bottom right corner"),
+    "bottom left": (
+        "in the bottom left",
+        "in the lower left",
+        "at the bottom left",
+        "in the bottom left corner",
+    ),
+    "bottom right": (
+        "in the bottom right",
+        "in the lower right",
+        "at the bottom right",
+        "in the bottom right corner",
+    ),
     "center": ("in the center", "in the middle", "at the center", "in the centre"),
 }
 RELATION_PHRASES: dict[str, tuple[str, ...]] = {
@@ -193,10 +212,10 @@ SINGLE_TEMPLATES: tuple[str, ...] = (
     "{np} {pos} on a black background",
 )
 RELATION_TEMPLATES: tuple[str, ...] = (
-    "{a} {rel} {b}",                      # a red circle left of a blue square
-    "there is {b} and, {rel_it}, {a}",    # there is a blue square and, left of it, a red circle
-    "{b} with {a} {rel_it}",              # a blue square with a red circle to its left
-    "{b} {inv} {a}",                      # a blue square right of a red circle
+    "{a} {rel} {b}",  # a red circle left of a blue square
+    "there is {b} and, {rel_it}, {a}",  # there is a blue square and, left of it, a red circle
+    "{b} with {a} {rel_it}",  # a blue square with a red circle to its left
+    "{b} {inv} {a}",  # a blue square right of a red circle
     "{a} is {rel} {b}",
 )
 COUNT_TEMPLATES: tuple[str, ...] = (

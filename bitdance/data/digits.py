@@ -41,7 +41,7 @@ class DigitsDataset(Dataset):
         n_train = int(len(images) * TRAIN_FRACTION)
         self.offset = 0 if split == "train" else n_train
         stop = n_train if split == "train" else len(images)
-        self.images, self.labels = images[self.offset:stop], labels[self.offset:stop]
+        self.images, self.labels = images[self.offset : stop], labels[self.offset : stop]
 
     def __len__(self) -> int:
         return len(self.images)

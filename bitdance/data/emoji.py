@@ -33,7 +33,9 @@ BACKGROUNDS: dict[str, tuple[int, int, int]] = {"white": (255, 255, 255), "black
 # Code points that exist in the font only as parts of sequences (keycaps, flags, skin tones, ZWJ, tags).
 _COMPONENT_RANGES: tuple[tuple[int, int], ...] = (
     (0x0000, 0x00A8),  # ASCII keycap bases (#, *, 0-9) and space
-    (0x200D, 0x200D), (0x20E3, 0x20E3), (0xFE00, 0xFE0F),
+    (0x200D, 0x200D),
+    (0x20E3, 0x20E3),
+    (0xFE00, 0xFE0F),
     (0x1F1E6, 0x1F1FF),  # regional indicators (flags are pairs)
     (0x1F3FB, 0x1F3FF),  # skin-tone modifiers
     (0x1F9B0, 0x1F9B3),  # hair components
@@ -50,7 +52,8 @@ def find_emoji_font(path: str | os.PathLike | None = None) -> Path:
             return Path(cand)
     raise FileNotFoundError(
         f"Noto Color Emoji font not found (looked in {', '.join(str(c) for c in candidates)}). "
-        f"Install it with: {INSTALL_HINT}  (or pass font_path=... / set ${FONT_ENV})")
+        f"Install it with: {INSTALL_HINT}  (or pass font_path=... / set ${FONT_ENV})"
+    )
 
 
 def read_cmap_codepoints(font_path: str | os.PathLike) -> list[int]:
@@ -123,8 +126,13 @@ def list_emoji(font_path: str | None = None) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def render_emoji(ch: str, size: int, background: str = "white", shift: tuple[float, float] = (0.0, 0.0),
-                 font_path: str | None = None) -> Image.Image:
+def render_emoji(
+    ch: str,
+    size: int,
+    background: str = "white",
+    shift: tuple[float, float] = (0.0, 0.0),
+    font_path: str | None = None,
+) -> Image.Image:
     """Render one emoji centred on a square ``background`` canvas -> RGB ``size`` x ``size``.
     ``shift`` moves the glyph by fractions of the canvas side (for augmentation)."""
     if background not in BACKGROUNDS:
@@ -147,9 +155,17 @@ class EmojiDataset(Dataset):
     in caption and augmentation streams). ``repeats`` > 1 shows every emoji that many times with other
     captions (and shifts when ``augment``); index i -> emoji ``i % n``."""
 
-    def __init__(self, split: str = "train", size: int = 32, seed: int = 0, background: str = "white",
-                 repeats: int = 1, augment: bool = False, max_shift: float = 0.06,
-                 font_path: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 32,
+        seed: int = 0,
+        background: str = "white",
+        repeats: int = 1,
+        augment: bool = False,
+        max_shift: float = 0.06,
+        font_path: str | os.PathLike | None = None,
+    ) -> None:
         self.split, self.size, self.seed = check_split(split), check_size(size), int(seed)
         if background not in BACKGROUNDS:
             raise ValueError(f"unknown background {background!r}; allowed: {', '.join(BACKGROUNDS)}")

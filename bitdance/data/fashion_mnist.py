@@ -29,10 +29,28 @@ FILES: dict[str, tuple[str, str]] = {
 }
 # Official class titles (label order) and the caption-friendly names used in prompts.
 FASHION_CLASS_TITLES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 FASHION_CLASSES: tuple[str, ...] = (
-    "t-shirt", "trousers", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle boot",
+    "t-shirt",
+    "trousers",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle boot",
 )
 PLAIN = None  # the "no tint" choice: grey garment on black, no colour word in the caption
 
@@ -52,7 +70,7 @@ def _read_idx(path: Path) -> np.ndarray:
     zero, dtype_code, ndim = struct.unpack(">HBB", data[:4])
     if zero != 0 or dtype_code != 0x08:
         raise ValueError(f"{path} is not an unsigned-byte IDX file (header {data[:4].hex()})")
-    shape = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
+    shape = struct.unpack(f">{ndim}I", data[4 : 4 + 4 * ndim])
     body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
     if body.size != int(np.prod(shape)):
         raise ValueError(f"{path} is truncated: expected {int(np.prod(shape))} values, found {body.size}")
@@ -73,7 +91,8 @@ def load_fashion_arrays(split: str, root: str | None = None) -> tuple[np.ndarray
     if missing:
         raise FileNotFoundError(
             f"Fashion-MNIST files not found in {folder} (missing {', '.join(m + '[.gz]' for m in missing)}). "
-            f"Install them with: {INSTALL_HINT}  (or pass root=... / set ${ROOT_ENV})")
+            f"Install them with: {INSTALL_HINT}  (or pass root=... / set ${ROOT_ENV})"
+        )
     images, labels = (_read_idx(p) for p in paths)
     if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
         raise ValueError(f"Fashion-MNIST arrays in {folder} do not match: {images.shape} vs {labels.shape}")
@@ -99,8 +118,14 @@ class FashionMNISTDataset(Dataset):
     """Items: image (3, size, size) in [-1, 1] (bicubic 28 -> size), caption, label = class 0-9,
     meta {"class_name", "colour" (None when plain), "index"}."""
 
-    def __init__(self, split: str = "train", size: int = 32, tint: bool = False, seed: int = 0,
-                 root: str | os.PathLike | None = None) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 32,
+        tint: bool = False,
+        seed: int = 0,
+        root: str | os.PathLike | None = None,
+    ) -> None:
         self.split, self.size, self.tint, self.seed = check_split(split), check_size(size), tint, int(seed)
         self.images, self.labels = load_fashion_arrays(split, None if root is None else str(root))
         self._choices: tuple[str | None, ...] = (PLAIN, *COLOURS)

@@ -58,8 +58,9 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
             reader = csv.DictReader(f)
             missing = {"file", "caption"} - set(reader.fieldnames or [])
             if missing:
-                raise ValueError(f"{path}: CSV header lacks column(s) {sorted(missing)} "
-                                 f"(has {reader.fieldnames})")
+                raise ValueError(
+                    f"{path}: CSV header lacks column(s) {sorted(missing)} (has {reader.fieldnames})"
+                )
             raw = [(i + 2, dict(row)) for i, row in enumerate(reader)]
         else:
             for lineno, line in enumerate(f, start=1):
@@ -76,8 +77,9 @@ def read_manifest(path: str | os.PathLike) -> list[dict[str, Any]]:
     for lineno, row in raw:
         where = f"{path}:{lineno}"
         if not row.get("file") or row.get("caption") is None:
-            raise ValueError(f"{where}: every row needs non-empty 'file' and 'caption' "
-                             f"(got keys {sorted(row)})")
+            raise ValueError(
+                f"{where}: every row needs non-empty 'file' and 'caption' (got keys {sorted(row)})"
+            )
         out = {k: v for k, v in row.items() if k not in _RESERVED and k is not None}
         label = _parse_label(row.get("label"), where)
         out.update(file=str(row["file"]), caption=str(row["caption"]), label=label)
@@ -111,12 +113,19 @@ class FolderDataset(Dataset):
     ``verify=False`` a file that fails later is skipped (next item served) and reported the same way.
     Attributes ``missing`` and ``skipped`` list the files left out."""
 
-    def __init__(self, root: str | os.PathLike | None = None, manifest: str | os.PathLike | None = None,
-                 split: str = "train", size: int = 32, verify: bool = True) -> None:
+    def __init__(
+        self,
+        root: str | os.PathLike | None = None,
+        manifest: str | os.PathLike | None = None,
+        split: str = "train",
+        size: int = 32,
+        verify: bool = True,
+    ) -> None:
         self.split, self.size = check_split(split), check_size(size)
         if root is None and manifest is None:
-            raise ValueError("the folder dataset needs root= (a folder of images) "
-                             "and/or manifest= (.jsonl/.csv)")
+            raise ValueError(
+                "the folder dataset needs root= (a folder of images) and/or manifest= (.jsonl/.csv)"
+            )
         self.root = Path(root) if root is not None else Path(manifest).parent
         if not self.root.is_dir():
             raise FileNotFoundError(f"image folder not found: {self.root}")
@@ -132,11 +141,16 @@ class FolderDataset(Dataset):
         self.missing = [r["file"] for r in rows if not (self.root / r["file"]).is_file()]
         rows = [r for r in rows if (self.root / r["file"]).is_file()]
         if not rows:
-            raise ValueError(f"{source}: none of the {len(self.missing)} listed files exist under "
-                             f"{self.root} (missing: {summarize_names(self.missing)})")
+            raise ValueError(
+                f"{source}: none of the {len(self.missing)} listed files exist under "
+                f"{self.root} (missing: {summarize_names(self.missing)})"
+            )
         if self.missing:
-            warnings.warn(f"{source}: {len(self.missing)} listed file(s) missing under {self.root}, skipped: "
-                          f"{summarize_names(self.missing)}", stacklevel=2)
+            warnings.warn(
+                f"{source}: {len(self.missing)} listed file(s) missing under {self.root}, skipped: "
+                f"{summarize_names(self.missing)}",
+                stacklevel=2,
+            )
 
         self.skipped: list[str] = []
         self._warned_late = False
@@ -149,11 +163,16 @@ class FolderDataset(Dataset):
                     self.skipped.append(r["file"])
             rows = good
             if not rows:
-                raise ValueError(f"{source}: no readable images ({len(self.skipped)} unreadable: "
-                                 f"{summarize_names(self.skipped)})")
+                raise ValueError(
+                    f"{source}: no readable images ({len(self.skipped)} unreadable: "
+                    f"{summarize_names(self.skipped)})"
+                )
             if self.skipped:
-                warnings.warn(f"{source}: skipped {len(self.skipped)} unreadable image(s): "
-                              f"{summarize_names(self.skipped)}", stacklevel=2)
+                warnings.warn(
+                    f"{source}: skipped {len(self.skipped)} unreadable image(s): "
+                    f"{summarize_names(self.skipped)}",
+                    stacklevel=2,
+                )
         self.rows = rows
 
     def __len__(self) -> int:
@@ -178,5 +197,8 @@ class FolderDataset(Dataset):
             self.skipped.append(name)
         if not self._warned_late:
             self._warned_late = True
-            warnings.warn(f"{self.root}: unreadable image {name} skipped (serving the next item); "
-                          "see dataset.skipped for the full list", stacklevel=3)
+            warnings.warn(
+                f"{self.root}: unreadable image {name} skipped (serving the next item); "
+                "see dataset.skipped for the full list",
+                stacklevel=3,
+            )

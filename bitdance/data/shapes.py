@@ -52,11 +52,17 @@ DEFAULT_LENGTH: dict[str, int] = {"train": 50_000, "test": 1_000}
 
 # Extents as fractions of the side: at 32 px small ~8-10 px, large ~14-17 px, counted objects ~7-9 px.
 EXTENT_RANGE: dict[str, tuple[float, float]] = {
-    "small": (0.25, 0.31), "large": (0.44, 0.53), "relation": (0.28, 0.36), "count": (0.22, 0.28),
+    "small": (0.25, 0.31),
+    "large": (0.44, 0.53),
+    "relation": (0.28, 0.36),
+    "count": (0.22, 0.28),
 }
 POSITION_ANCHORS: dict[str, tuple[float, float]] = {
-    "top left": (0.25, 0.25), "top right": (0.75, 0.25),
-    "bottom left": (0.25, 0.75), "bottom right": (0.75, 0.75), "center": (0.5, 0.5),
+    "top left": (0.25, 0.25),
+    "top right": (0.75, 0.25),
+    "bottom left": (0.25, 0.75),
+    "bottom right": (0.75, 0.75),
+    "center": (0.5, 0.5),
 }
 BORDER = 0.02  # objects keep this margin from the canvas edge
 RELATION_MIN_GAP = 0.4  # min centre distance along the relation axis
@@ -64,11 +70,21 @@ RELATION_MAX_OFFSET = 0.06  # max centre distance across it
 _SUPERSAMPLE = 4
 
 
-def _object(shape: str, colour: str, size: str | None, extent: float, cx: float, cy: float,
-            position: str | None = None) -> dict[str, Any]:
+def _object(
+    shape: str,
+    colour: str,
+    size: str | None,
+    extent: float,
+    cx: float,
+    cy: float,
+    position: str | None = None,
+) -> dict[str, Any]:
     half = extent / 2
     return {
-        "shape": shape, "colour": colour, "size": size, "extent": round(extent, 4),
+        "shape": shape,
+        "colour": colour,
+        "size": size,
+        "extent": round(extent, 4),
         "centre": [round(cx, 4), round(cy, 4)],
         "bbox": [round(cx - half, 4), round(cy - half, 4), round(cx + half, 4), round(cy + half, 4)],
         "position": position,
@@ -180,19 +196,24 @@ def caption_scene(scene: dict[str, Any], rng: random.Random | None = None, parap
     if kind == "single":
         obj = objects[0]
         return pick(r, SINGLE_TEMPLATES).format(
-            np=_noun_phrase(obj, r, with_size=True), pos=pick(r, POSITION_PHRASES[obj["position"]]))
+            np=_noun_phrase(obj, r, with_size=True), pos=pick(r, POSITION_PHRASES[obj["position"]])
+        )
     if kind == "relation":
         relation = scene["relation"]
         return pick(r, RELATION_TEMPLATES).format(
-            a=_noun_phrase(objects[0], r), b=_noun_phrase(objects[1], r),
-            rel=pick(r, RELATION_PHRASES[relation]), rel_it=pick(r, RELATION_PRONOUN_PHRASES[relation]),
-            inv=pick(r, RELATION_PHRASES[INVERSE_RELATION[relation]]))
+            a=_noun_phrase(objects[0], r),
+            b=_noun_phrase(objects[1], r),
+            rel=pick(r, RELATION_PHRASES[relation]),
+            rel_it=pick(r, RELATION_PRONOUN_PHRASES[relation]),
+            inv=pick(r, RELATION_PHRASES[INVERSE_RELATION[relation]]),
+        )
     if kind == "count":
         obj, n = objects[0], scene["count"]
         if n == 1:
             return pick(r, COUNT_ONE_TEMPLATES).format(colour=obj["colour"], noun=obj["shape"])
         return pick(r, COUNT_TEMPLATES).format(
-            word=NUMBER_WORDS[n], num=n, colour=obj["colour"], noun=plural(obj["shape"]))
+            word=NUMBER_WORDS[n], num=n, colour=obj["colour"], noun=plural(obj["shape"])
+        )
     raise ValueError(f"unknown scene kind {kind!r}; allowed: {', '.join(SCENE_KINDS)}")
 
 
@@ -215,8 +236,15 @@ class ShapesDataset(Dataset):
     Items: image (3, size, size) in [-1, 1]; caption exact; label -1; meta = scene dict plus
     ``"canonical_caption"``."""
 
-    def __init__(self, split: str = "train", size: int = 32, seed: int = 0, length: int | None = None,
-                 kinds: tuple[str, ...] = SCENE_KINDS, paraphrase: bool = True) -> None:
+    def __init__(
+        self,
+        split: str = "train",
+        size: int = 32,
+        seed: int = 0,
+        length: int | None = None,
+        kinds: tuple[str, ...] = SCENE_KINDS,
+        paraphrase: bool = True,
+    ) -> None:
         self.split, self.size, self.seed = check_split(split), check_size(size), int(seed)
         self.length = DEFAULT_LENGTH[split] if length is None else int(length)
         if self.length <= 0:

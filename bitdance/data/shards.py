@@ -44,7 +44,7 @@ def _expand_braces(pattern: str) -> list[str]:
         options = [str(i).zfill(width) for i in range(int(lo), int(hi) + 1)]
     else:
         options = body.split(",")
-    head, tail = pattern[: m.start()], pattern[m.end():]
+    head, tail = pattern[: m.start()], pattern[m.end() :]
     return [out for opt in options for out in _expand_braces(head + opt + tail)]
 
 
@@ -66,8 +66,9 @@ def expand_urls(urls: str | os.PathLike | Iterable[str | os.PathLike]) -> list[s
             else:
                 missing.append(pattern)
     if missing:
-        raise FileNotFoundError(f"{len(missing)} shard path(s)/pattern(s) matched no file: "
-                                f"{summarize_names(missing)}")
+        raise FileNotFoundError(
+            f"{len(missing)} shard path(s)/pattern(s) matched no file: {summarize_names(missing)}"
+        )
     if not out:
         raise ValueError("no shards given: pass urls= as a path, glob, brace pattern or list of .tar files")
     return out
@@ -132,9 +133,17 @@ class ShardDataset(IterableDataset):
     ``shuffle_buffer``-sized buffer. Corrupt samples and broken shards are skipped and summarised in one
     warning per pass; ``split`` is only validated (the shards you pass are the split)."""
 
-    def __init__(self, urls: str | os.PathLike | Iterable[str | os.PathLike], size: int = 32,
-                 split: str = "train", rank: int | None = None, world_size: int | None = None,
-                 shuffle: bool = False, shuffle_buffer: int = 1000, seed: int = 0) -> None:
+    def __init__(
+        self,
+        urls: str | os.PathLike | Iterable[str | os.PathLike],
+        size: int = 32,
+        split: str = "train",
+        rank: int | None = None,
+        world_size: int | None = None,
+        shuffle: bool = False,
+        shuffle_buffer: int = 1000,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         self.split, self.size = check_split(split), check_size(size)
         self.shards = expand_urls(urls)
@@ -142,8 +151,9 @@ class ShardDataset(IterableDataset):
         self.rank = default_rank if rank is None else int(rank)
         self.world_size = default_world if world_size is None else int(world_size)
         if not 0 <= self.rank < self.world_size:
-            raise ValueError(f"need 0 <= rank < world_size, got rank={self.rank}, "
-                             f"world_size={self.world_size}")
+            raise ValueError(
+                f"need 0 <= rank < world_size, got rank={self.rank}, world_size={self.world_size}"
+            )
         self.shuffle, self.shuffle_buffer, self.seed, self.epoch = shuffle, int(shuffle_buffer), int(seed), 0
         self.skipped: list[str] = []  # keys of corrupt samples seen by this process in its last pass
 
@@ -158,11 +168,14 @@ class ShardDataset(IterableDataset):
             random.Random(f"bitdance/shards/{self.seed}/{self.epoch}").shuffle(shards)
         info = get_worker_info()
         worker, n_workers = (info.id, info.num_workers) if info is not None else (0, 1)
-        mine = shards[self.rank::self.world_size][worker::n_workers]
+        mine = shards[self.rank :: self.world_size][worker::n_workers]
         if not mine:
-            warnings.warn(f"rank {self.rank} worker {worker} reads no shard: {len(shards)} shard(s) for "
-                          f"{self.world_size * n_workers} readers (world_size x num_workers); write more, "
-                          "smaller shards", stacklevel=2)
+            warnings.warn(
+                f"rank {self.rank} worker {worker} reads no shard: {len(shards)} shard(s) for "
+                f"{self.world_size * n_workers} readers (world_size x num_workers); write more, "
+                "smaller shards",
+                stacklevel=2,
+            )
         return mine
 
     def _samples(self, shards: list[str]) -> Iterator[Item]:
@@ -207,15 +220,21 @@ def _encode_image(image: Any, fmt: str) -> bytes:
     elif isinstance(image, str | os.PathLike):
         image = Image.open(image)
     if not isinstance(image, Image.Image):
-        raise TypeError(f"image must be a PIL image, a (3, H, W) tensor in [-1, 1] or a path, "
-                        f"got {type(image)}")
+        raise TypeError(
+            f"image must be a PIL image, a (3, H, W) tensor in [-1, 1] or a path, got {type(image)}"
+        )
     buf = io.BytesIO()
     image.convert("RGB").save(buf, format={"jpg": "JPEG", "png": "PNG", "webp": "WEBP"}[fmt])
     return buf.getvalue()
 
 
-def write_shards(items: Iterable[dict[str, Any]], out_dir: str | os.PathLike, samples_per_shard: int = 1000,
-                 prefix: str = "shard", image_format: str = "png") -> list[Path]:
+def write_shards(
+    items: Iterable[dict[str, Any]],
+    out_dir: str | os.PathLike,
+    samples_per_shard: int = 1000,
+    prefix: str = "shard",
+    image_format: str = "png",
+) -> list[Path]:
     """Write items (``image``: PIL / (3, H, W) tensor in [-1, 1] / path; ``caption``; optional ``label``,
     ``meta`` (JSON-serialisable), ``key`` without dots) to ``out_dir/<prefix>-000000.tar``, ... .
     Returns the shard paths. Members carry mtime 0, so equal inputs give byte-identical shards."""

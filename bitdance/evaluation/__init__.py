@@ -17,11 +17,21 @@ import importlib
 from typing import Any
 
 _EXPORTS: dict[str, str] = {
-    "evaluate_tokenizer": "tokenizer_eval", "evaluate_quality": "quality", "generate_images": "quality",
-    "evaluate_adherence": "adherence", "AdherenceScorer": "adherence", "load_suite": "prompts",
-    "bench_generation": "speed", "DiffusionBaseline": "baseline", "compare": "versus", "fid": "metrics",
-    "kid": "metrics", "inception_score": "metrics", "build_feature_net": "features",
-    "detect_objects": "detectors", "load_classifier": "classifier",
+    "evaluate_tokenizer": "tokenizer_eval",
+    "evaluate_quality": "quality",
+    "generate_images": "quality",
+    "evaluate_adherence": "adherence",
+    "AdherenceScorer": "adherence",
+    "load_suite": "prompts",
+    "bench_generation": "speed",
+    "DiffusionBaseline": "baseline",
+    "compare": "versus",
+    "fid": "metrics",
+    "kid": "metrics",
+    "inception_score": "metrics",
+    "build_feature_net": "features",
+    "detect_objects": "detectors",
+    "load_classifier": "classifier",
 }
 __all__ = sorted(_EXPORTS)
 

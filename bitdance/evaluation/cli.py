@@ -110,8 +110,11 @@ def build_eval_parser() -> argparse.ArgumentParser:
     _common(t, "runs/eval/tokenizer")
     f = sub.add_parser("fid", help="FID/KID (FID_cls, EfficientNet, optional Inception), IS-style score")
     _model(f, required=False)
-    f.add_argument("--compare-split", help="instead of a model: score items 0..n-1 of this split of the same "
-                   "dataset against the reference (the data-vs-data floor of each metric)")
+    f.add_argument(
+        "--compare-split",
+        help="instead of a model: score items 0..n-1 of this split of the same "
+        "dataset against the reference (the data-vs-data floor of each metric)",
+    )
     f.add_argument("--size", type=int, default=32, help="image size with --compare-split (default 32)")
     _data(f, 1000)
     f.add_argument("--features", default="cls,effnet", help="comma list of cls, effnet, inception")
