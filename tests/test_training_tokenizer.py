@@ -187,3 +187,63 @@ def test_cli_errors_are_one_line_exit_2(tmp_path, capsys):
         assert rc == 2, argv
         assert err[-1].startswith("error: ") and "Traceback" not in "\n".join(err), (argv, err)
     assert not (tmp_path / "o" / "checkpoints").exists()
+
+
+def test_stop_at_keeps_the_schedule_and_resumes(tmp_path):
+    """--stop-at N checkpoints + exports at N of a longer cosine schedule; resuming finishes it exactly."""
+    tr = _trainer("shapes:length=64", steps=6)
+    out = tmp_path / "run"
+    s = fit(tr, LoopConfig(steps=6, out=out, ckpt_every=100, stop_at=3, progress=False), DistContext())
+    assert s["step"] == 3 and (out / "export" / "model.safetensors").is_file()
+    assert sorted(p.name for p in (out / "checkpoints").iterdir()) == ["state-000003.pt"]
+    state = torch.load(out / "checkpoints" / "state-000003.pt", weights_only=False)
+    assert state["optim_config"]["steps"] == 6  # the LR schedule is still the 6-step one
+    tr2 = _trainer("shapes:length=64", steps=6)
+    s2 = fit(tr2, LoopConfig(steps=6, out=out, ckpt_every=100, resume=True, progress=False), DistContext())
+    assert s2["step"] == 6
+    uninterrupted = _trainer("shapes:length=64", steps=6)
+    fit(
+        uninterrupted,
+        LoopConfig(steps=6, out=tmp_path / "ref", ckpt_every=100, progress=False),
+        DistContext(),
+    )
+    a = torch.load(out / "checkpoints" / "state-000006.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "ref" / "checkpoints" / "state-000006.pt", weights_only=False)["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    with pytest.raises(ValueError, match="--stop-at"):
+        LoopConfig(steps=6, out=out, stop_at=0).check()
+
+
+def test_freeze_encoder_keeps_the_bits(tmp_path):
+    """Decoder-only fine-tune: the exported encoder is bit-identical, the decoder changes."""
+    from bitdance.checkpoint import from_pretrained, save_pretrained
+    from bitdance.tokenizer.autoencoder import BinaryAutoencoder
+
+    cfg = get_preset("tokenizer", "tiny")
+    cfg.image_size = 16
+    torch.manual_seed(0)
+    save_pretrained(BinaryAutoencoder(cfg), tmp_path / "init")
+    train = build_mixture("shapes:length=64", "train", 16)
+    oc = OptimConfig(steps=4, batch_size=8, lr=3e-3, warmup=1, seed=0, ema_decay=0.5)
+    tr = TokenizerTrainer(
+        cfg,
+        train,
+        train,
+        oc,
+        TokenizerLossConfig(perceptual="none"),
+        DistContext(),
+        eval_samples=8,
+        init=str(tmp_path / "init"),
+        freeze_encoder=True,
+    )
+    fit(tr, LoopConfig(steps=4, out=tmp_path / "ft", ckpt_every=100, progress=False), DistContext())
+    before = from_pretrained(tmp_path / "init").state_dict()
+    after = from_pretrained(tmp_path / "ft" / "export").state_dict()
+    enc = [k for k in before if k.startswith("encoder.")]
+    dec = [k for k in before if k.startswith("decoder.")]
+    assert enc and all(torch.equal(before[k], after[k]) for k in enc)
+    assert any(not torch.equal(before[k], after[k]) for k in dec)
+    with pytest.raises(ValueError, match="needs --init"):
+        TokenizerTrainer(
+            cfg, train, train, oc, TokenizerLossConfig(perceptual="none"), DistContext(), freeze_encoder=True
+        )

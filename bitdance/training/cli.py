@@ -129,6 +129,12 @@ def _common(p: argparse.ArgumentParser, lr: float, batch: int, steps: int) -> No
     p.add_argument("--device", help="cpu | cuda | cuda:N (default: cuda if available, else cpu)")
     p.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
     p.add_argument(
+        "--stop-at",
+        type=int,
+        help="stop after this step (checkpoint + export) while keeping the --steps LR schedule; "
+        "continue later with --resume and a larger --stop-at (or none)",
+    )
+    p.add_argument(
         "--log-every", type=int, default=10, help="steps between metrics.jsonl records (default 10)"
     )
     p.add_argument(
@@ -183,6 +189,7 @@ def _loop(args: argparse.Namespace):  # noqa: ANN202
         keep_last=args.keep_last,
         resume=args.resume,
         progress=not args.no_progress,
+        stop_at=args.stop_at,
     )
 
 
@@ -217,6 +224,11 @@ def tokenizer_parser() -> argparse.ArgumentParser:
         "--preset", default="mini", help="tokenizer preset: tiny, mini, ae_d16c32, ... (default mini)"
     )
     p.add_argument("--init", help="start from an exported tokenizer folder (config taken from it)")
+    p.add_argument(
+        "--freeze-encoder",
+        action="store_true",
+        help="with --init: train only the decoder, so the bits (and tokens extracted with them) stay valid",
+    )
     _common(p, lr=2e-4, batch=64, steps=10000)
     p.add_argument("--l1", type=float, default=1.0, help="L1 reconstruction weight (default 1)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 (MSE) reconstruction weight (default 0)")
@@ -293,6 +305,7 @@ def train_tokenizer(argv: list[str]) -> int:
             eval_samples=args.eval_samples,
             fsdp=args.fsdp,
             init=args.init,
+            freeze_encoder=args.freeze_encoder,
         )
         if ctx.is_main:
             _announce(

@@ -75,6 +75,11 @@ class LoopConfig:
     resume: bool = False
     progress: bool = True
     export: bool = True
+    stop_at: int | None = None  # stop after this step (checkpoint + export) without changing the schedule
+
+    @property
+    def end(self) -> int:
+        return self.steps if self.stop_at is None else min(self.steps, self.stop_at)
 
     def check(self) -> None:
         for name in ("steps", "log_every", "ckpt_every", "keep_last"):
@@ -85,6 +90,10 @@ class LoopConfig:
             v = getattr(self, name)
             if isinstance(v, bool) or not isinstance(v, int) or v < 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be an integer >= 0, got {v!r}")
+        if self.stop_at is not None and (
+            isinstance(self.stop_at, bool) or not isinstance(self.stop_at, int) or self.stop_at < 1
+        ):
+            raise ValueError(f"--stop-at must be a positive integer, got {self.stop_at!r}")
 
 
 def _due(done: int, every: int, fallback: int, last: int) -> bool:
@@ -93,7 +102,8 @@ def _due(done: int, every: int, fallback: int, last: int) -> bool:
 
 
 def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
-    """Run (or resume) training to `lc.steps`; returns a summary dict (final step, last metrics, paths)."""
+    """Run (or resume) training to `lc.steps` (or `lc.stop_at`, an early stop that keeps the LR schedule of
+    `lc.steps`); returns a summary dict (final step, last metrics, paths)."""
     lc.check()
     out = Path(lc.out)
     ckpts = CheckpointManager(out / "checkpoints", lc.keep_last)
@@ -125,7 +135,8 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
     metrics: dict[str, float] = {}
     exported = None
     t_last, n_last = time.perf_counter(), start
-    for step in range(start, lc.steps):
+    end = lc.end
+    for step in range(start, end):
         try:
             metrics = trainer.train_step(step)
         except NonFiniteLoss as e:
@@ -136,21 +147,21 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
             ) from None
         done = step + 1
         bar.update(done, metrics)
-        if done % lc.log_every == 0 or done == lc.steps or done == start + 1:
+        if done % lc.log_every == 0 or done == end or done == start + 1:
             now = time.perf_counter()
             rate = trainer.global_batch * (done - n_last) / max(1e-9, now - t_last)
             t_last, n_last = now, done
             log.write(done, {**metrics, "samples_per_s": rate, "epoch": trainer.epoch(done)})
-        if _due(done, lc.eval_every, lc.ckpt_every, lc.steps):
+        if _due(done, lc.eval_every, lc.ckpt_every, end):
             ev = trainer.evaluate(done)
             if ev and ctx.is_main:
                 log.write(done, ev, kind="eval")
                 bar.message(f"eval step {done}: " + " ".join(f"{k} {v:.4g}" for k, v in ev.items()))
-        if _due(done, lc.sample_every, lc.ckpt_every, lc.steps):
+        if _due(done, lc.sample_every, lc.ckpt_every, end):
             path = trainer.save_samples(done, out / "samples")
             if path is not None and ctx.is_main:
                 bar.message(f"samples: {path}")
-        if done % lc.ckpt_every == 0 or done == lc.steps:
+        if done % lc.ckpt_every == 0 or done == end:
             state = trainer.state_dict()  # collective under FSDP: every rank calls it
             if ctx.is_main:
                 last_good = ckpts.save(state, done)
@@ -159,10 +170,10 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
             if ctx.is_main:
                 plot_metrics(out / "metrics.jsonl", out / "loss.png")
             ctx.barrier()
-    if start >= lc.steps and lc.export:
+    if start >= end and lc.export:
         exported = trainer.export(out / "export") or exported
     return {
-        "step": max(start, lc.steps),
+        "step": max(start, end),
         "metrics": metrics,
         "checkpoint": str(last_good) if last_good else None,
         "export": str(exported) if exported else None,

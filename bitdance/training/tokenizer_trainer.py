@@ -94,8 +94,12 @@ class TokenizerTrainer(Trainer):
         eval_samples: int = 64,
         fsdp: bool = False,
         init: str | None = None,
+        freeze_encoder: bool = False,
     ) -> None:
         losses.check()
+        if freeze_encoder and not init:
+            raise ValueError("--freeze-encoder needs --init (a trained tokenizer whose codes to keep)")
+        self.freeze_encoder = freeze_encoder
         self.cfg, self.opt_cfg, self.loss_cfg, self.ctx = cfg, opt, losses, ctx
         self.train_set, self.eval_set = train_set, eval_set
         self.num_workers, self.eval_samples = num_workers, eval_samples
@@ -108,6 +112,8 @@ class TokenizerTrainer(Trainer):
                 self.cfg = cfg = self.model.config
         else:
             self.model = BinaryAutoencoder(cfg).to(ctx.device)
+        if freeze_encoder:  # decoder-only fine-tune: the bits (and token sets extracted with them) stay valid
+            self.model.encoder.requires_grad_(False)
         self.ddp = wrap_model(self.model, ctx, fsdp)
         self.ema = EMA(self.model, opt.ema_decay)  # after wrapping: FSDP2 turns parameters into DTensors
         self.optimizer = build_adamw(self.model, opt.lr, opt.weight_decay, (opt.beta1, opt.beta2))
@@ -218,6 +224,8 @@ class TokenizerTrainer(Trainer):
     def ema_model(self) -> BinaryAutoencoder:
         m = BinaryAutoencoder(self.cfg)
         m.load_state_dict(ema_full_state(self.ema, self.model, m))
+        if self.freeze_encoder:  # exact frozen weights (an EMA of a constant can differ in the last bit)
+            m.encoder.load_state_dict(self.model.encoder.state_dict())
         return m.to(self.ctx.device).eval()
 
     def _eval_images(self) -> torch.Tensor | None:
