@@ -45,10 +45,19 @@ def kind_of(module: nn.Module) -> str:
     raise TypeError(f"cannot save {type(module).__name__}: not a BitDance component")
 
 
+def default_file_mode() -> int:
+    """The mode a plain ``open(path, "w")`` would give a new file (0o666 minus the umask); mkstemp's
+    temp files are 0o600, which would make every atomically written output private to its owner."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write via a temp file in the same folder + rename, so a crash never leaves a partial file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, default_file_mode())
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
@@ -71,6 +80,7 @@ def save_state_dict(
     os.close(fd)
     try:
         save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, tmp, metadata=metadata)
+        os.chmod(tmp, default_file_mode())  # safetensors recreates the file
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

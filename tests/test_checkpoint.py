@@ -110,3 +110,19 @@ def test_official_tokenizer_param_count_matches_reference():
         ae = BinaryAutoencoder(get_preset("tokenizer", "ae_d16c32"))
     assert sum(p.numel() for p in ae.encoder.parameters()) == 198_935_328
     assert sum(p.numel() for p in ae.decoder.parameters()) == 261_358_851
+
+
+def test_atomic_writes_get_the_usual_file_mode(tmp_path):
+    """Outputs written through a temp file + rename get 0o666 minus the umask, not mkstemp's 0o600."""
+    import os
+
+    from bitdance.checkpoint import atomic_write_bytes, save_state_dict
+
+    old = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "a.png", b"x")
+        save_state_dict({"w": torch.zeros(2)}, tmp_path / "w.safetensors")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
+    assert (tmp_path / "w.safetensors").stat().st_mode & 0o777 == 0o644

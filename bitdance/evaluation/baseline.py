@@ -31,7 +31,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write_bytes
+from ..checkpoint import atomic_write_bytes, default_file_mode
 from ..data.caption_templates import COLOURS
 
 TINTS: tuple[str | None, ...] = (None, *COLOURS)
@@ -151,6 +151,7 @@ def _save_unet(unet: Any, folder: Path) -> None:
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, default_file_mode())
     os.close(fd)
     try:
         torch.save(state, tmp)

@@ -18,6 +18,8 @@ from typing import Any
 
 import torch
 
+from ..checkpoint import default_file_mode
+
 _STATE = re.compile(r"^state-(\d{6,})\.pt$")
 
 
@@ -28,6 +30,7 @@ def state_name(step: int) -> str:
 def _atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.fchmod(fd, default_file_mode())
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
