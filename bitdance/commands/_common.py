@@ -65,3 +65,16 @@ class Progress:
             self.stream.write("\n")
             self.stream.flush()
             self.drawn = False
+
+
+def sampling_kwargs(args: Any) -> dict[str, Any]:
+    """Pipeline keyword arguments of the sampling/post-processing flags shared by `generate` and `edit`."""
+    return {
+        "num_sampling_steps": args.steps,
+        "guidance_scale": args.cfg,
+        "guidance_schedule": args.cfg_schedule,
+        "parallel_num": args.parallel,
+        "upscale": args.upscale,
+        "upscale_method": args.upscale_method,
+        "color": args.color,
+    }

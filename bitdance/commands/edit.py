@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import Parser, Progress, check_png_path, parse_pair, parse_size
+from ._common import Parser, Progress, check_png_path, parse_pair, parse_size, sampling_kwargs
 
 
 def build_parser() -> Parser:
@@ -78,13 +78,7 @@ def main(argv: list[str]) -> int:
     kw: dict[str, Any] = {
         "num_images_per_prompt": args.n,
         "seed": args.seed,
-        "num_sampling_steps": args.steps,
-        "guidance_scale": args.cfg,
-        "guidance_schedule": args.cfg_schedule,
-        "parallel_num": args.parallel,
-        "upscale": args.upscale,
-        "upscale_method": args.upscale_method,
-        "color": args.color,
+        **sampling_kwargs(args),
     }
     if pipe.is_text:
         if args.class_label is not None:

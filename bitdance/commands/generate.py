@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import Parser, Progress, check_png_path, parse_size
+from ._common import Parser, Progress, check_png_path, parse_size, sampling_kwargs
 
 # options that a replay takes from the image; giving them with --replay is an error, not silently ignored
 _RECIPE_OPTIONS = (
@@ -198,13 +198,7 @@ def _generate(args: Any) -> int:
     call = {
         "height": h,
         "width": w,
-        "num_sampling_steps": args.steps,
-        "guidance_scale": args.cfg,
-        "guidance_schedule": args.cfg_schedule,
-        "parallel_num": args.parallel,
-        "upscale": args.upscale,
-        "upscale_method": args.upscale_method,
-        "color": args.color,
+        **sampling_kwargs(args),
     }
     pipe.resolve_settings(**call)  # bad settings fail before the content check and any work
     for v in check_items(pipe, items):
