@@ -127,22 +127,15 @@ def finetune_main(argv: list[str]) -> int:
         sample_cfg = args.cfg if args.cfg is not None else defaults.get("guidance_scale", 3.0)
         base_hash = generator_hash(generator)
         state = generator.state_dict()
+        common: dict[str, Any] = dict(
+            fsdp=args.fsdp, init_state=state, sample_steps=sample_steps, sample_cfg=sample_cfg
+        )
         if args.lora_rank > 0:
 
             def adapt(model: nn.Module) -> nn.Module:
                 return add_lora(model, args.lora_rank, args.lora_alpha, args.lora_targets, args.lora_dropout)
 
-            trainer: Any = LoraGeneratorTrainer(
-                cfg,
-                store,
-                optim,
-                ctx,
-                fsdp=args.fsdp,
-                init_state=state,
-                sample_steps=sample_steps,
-                sample_cfg=sample_cfg,
-                adapt=adapt,
-            )
+            trainer: Any = LoraGeneratorTrainer(cfg, store, optim, ctx, adapt=adapt, **common)
             trainer.base_hash, trainer.pipeline_folder = base_hash, str(folder.resolve())
             if ctx.is_main:
                 n_base = sum(p.numel() for p in generator.parameters())
@@ -153,16 +146,7 @@ def finetune_main(argv: list[str]) -> int:
                     file=sys.stderr,
                 )
         else:
-            trainer = GeneratorTrainer(
-                cfg,
-                store,
-                optim,
-                ctx,
-                fsdp=args.fsdp,
-                init_state=state,
-                sample_steps=sample_steps,
-                sample_cfg=sample_cfg,
-            )
+            trainer = GeneratorTrainer(cfg, store, optim, ctx, **common)
         if ctx.is_main:
             _announce("finetune", args, trainer.model, len(store), ctx, extra=f"from {folder}")
         return _run(trainer, loop, ctx)
