@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import sys
+import warnings
 
 VERBS: dict[str, tuple[str, str]] = {
     "generate": ("bitdance.commands.generate", "generate images from prompts or class labels"),
@@ -45,6 +46,11 @@ def _default_threads() -> None:
         torch.set_num_threads(max(1, int(n)))
 
 
+def _cli_warning(message, category, filename, lineno, line=None) -> str:  # noqa: ANN001
+    """Warnings on the command line read as one 'warning: ...' line (no source line)."""
+    return f"warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
@@ -61,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     module_name = VERBS[verb][0]
     _default_threads()
+    warnings.formatwarning = _cli_warning
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as e:

@@ -15,6 +15,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -399,6 +400,15 @@ class BitDancePipeline(editing.EditingMixin):
     # ------------------------------------------------------------------ stages
     def encode_prompt(self, prompts: list[str]) -> TextCondition:
         assert self.text_encoder is not None
+        dropped = getattr(self.text_encoder, "dropped_text", None)
+        for i, p in enumerate(prompts if dropped is not None else []):
+            rest = dropped(p)
+            if rest:
+                warnings.warn(
+                    f"prompt {i} is longer than the model's {self.text_encoder.max_len} text tokens; "
+                    f"ignored: {rest!r}",
+                    stacklevel=3,
+                )
         c = self.text_encoder(prompts)
         return TextCondition(c.states.to(self.device), c.mask.to(self.device))
 

@@ -230,3 +230,68 @@ def test_extract_from_webdataset_shards_and_mixture_order(folders, tmp_path):
     src = np.load(out / "source_ids.npy")
     assert (src[:1437] == 0).all() and (src[1437:] == 1).all()
     assert store.captions[store.caption_ids[1437]] == items[0]["caption"]
+
+
+def test_retext_reuses_bits_and_re_encodes_captions(folders, tmp_path, capsys):
+    from bitdance.cli import main
+    from bitdance.generator.text_encoder import HashTextEncoder
+
+    _, text, _ = folders
+    out = tmp_path / "text12"
+    rc = main(
+        ["extract-tokens", "--from-tokens", str(text), "--text-encoder", "hash", "--text-len", "12"]
+        + ["--text-dim", "32", "--out", str(out), "--no-progress"]
+    )
+    assert rc == 0, capsys.readouterr().err
+    old, new = TokenStore(text), TokenStore(out)
+    assert np.array_equal(old.bits, new.bits) and old.captions == new.captions
+    assert np.array_equal(old.caption_ids, new.caption_ids)
+    assert new.header["text_encoder"] == {"name": "hash", "max_len": 12, "dim": 32}
+    assert old.header["text_encoder"]["max_len"] == 8  # the source folder is untouched
+    cond = new.batch_text([0, 5], 12)
+    ref = HashTextEncoder(32, 12)([new.captions[new.caption_ids[i]] for i in (0, 5)])
+    assert torch.equal(cond.mask, ref.mask) and torch.allclose(cond.states, ref.states, atol=1e-3)
+    # a generator preset with another text_len is refused with the fix named; --text-len matches it
+    with pytest.raises(ValueError, match="train with --text-len 12"):
+        generator_config("tiny-text", new, None)
+    assert generator_config("tiny-text", new, None, {"text_len": 12}).text_len == 12
+    # bad uses are errors, and nothing is written
+    assert (
+        main(["extract-tokens", "--from-tokens", str(text), "--data", "shapes", "--out", str(tmp_path / "x")])
+        == 2
+    )
+    assert "drop --data" in capsys.readouterr().err
+    assert main(["extract-tokens", "--from-tokens", str(text), "--out", str(text)]) == 2
+    assert "must differ" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_source_weights_set_the_epoch_mixture(folders, tmp_path):
+    from bitdance.training.generator_trainer import parse_source_weights, source_layout
+    from bitdance.training.mixture import StepSampler
+
+    root, _, _ = folders
+    out = extract_tokens(
+        root / "tok",
+        "shapes:length=10,digits",
+        tmp_path / "mix",
+        text_encoder="none",
+        limit=30,
+        progress=False,
+    )
+    store = TokenStore(out)
+    assert store.header["sources"] == ["shapes", "digits"]
+    sizes, weights = source_layout(store, parse_source_weights("digits=0.5, shapes=2"))
+    assert sizes == [10, 20] and weights == [2.0, 0.5]
+    epoch = StepSampler(sizes, weights, 4, 0).epoch_indices(0)
+    assert len(epoch) == 2 * 10 + 10 and (epoch < 10).sum() == 20  # shapes twice, half of the digits
+    only_shapes = StepSampler(*source_layout(store, {"digits": 0.0}), 4, 0).epoch_indices(0)
+    assert sorted(only_shapes.tolist()) == list(range(10))
+    assert source_layout(store, {}) == ([30], None)
+    for bad in ("digits", "digits=-1", "digits=x", "digits=nan", "=2"):
+        with pytest.raises(ValueError, match="name=weight"):
+            parse_source_weights(bad)
+    with pytest.raises(ValueError, match="holds sources"):
+        source_layout(store, {"emoji": 2.0})
+    with pytest.raises(ValueError, match="select no items"):
+        source_layout(store, {"digits": 0.0, "shapes": 0.0})

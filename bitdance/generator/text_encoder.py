@@ -182,6 +182,14 @@ class MiniLMTextEncoder(nn.Module):
             x = layer(x, bias)
         return TextCondition(x * mask[..., None], mask)
 
+    def dropped_text(self, prompt: str) -> str:
+        """The end of `prompt` that does not fit in `max_len` tokens ('' when it all fits)."""
+        e = self.tokenizer.encode(prompt)
+        if not e.overflowing:
+            return ""
+        ends = [end for (start, end) in e.offsets if end > start]
+        return prompt[max(ends) if ends else 0 :].strip()
+
     def sentence_embedding(self, prompts: list[str]) -> torch.Tensor:
         """Mean-pooled, L2-normalised sentence embedding (B, 384) (sentence-transformers convention)."""
         c = self.forward(prompts)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import random
 import sys
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -91,7 +93,8 @@ def generator_config(
             raise ValueError(
                 f"cached text states are {te['max_len']} x {te['dim']} ({te['name']}) but the preset "
                 f"needs text_len {cfg.text_len} x text_dim {cfg.text_dim}; re-extract with "
-                f"--text-len {cfg.text_len} (and --text-dim for the hash encoder)"
+                f"--text-len {cfg.text_len} (and --text-dim for the hash encoder), or train with "
+                f"--text-len {te['max_len']}"
             )
     else:
         labels = store.labels
@@ -101,6 +104,45 @@ def generator_config(
                 f"{store.folder} has labels in {labels.min()}..{labels.max()}"
             )
     return cfg
+
+
+def parse_source_weights(text: str | None) -> dict[str, float]:
+    """'emoji=2,fashion_mnist=0.5' -> {'emoji': 2.0, 'fashion_mnist': 0.5} (epoch weights per source)."""
+    if not text:
+        return {}
+    out: dict[str, float] = {}
+    for part in str(text).split(","):
+        name, sep, value = part.strip().partition("=")
+        try:
+            w = float(value) if sep and name else -1.0
+        except ValueError:
+            w = -1.0
+        if not math.isfinite(w) or w < 0:
+            raise ValueError(
+                "--source-weights takes name=weight pairs with weights >= 0, such as "
+                f"emoji=2,fashion_mnist=0.5; got {part.strip()!r}"
+            )
+        out[name.strip()] = w
+    return out
+
+
+def source_layout(store: TokenStore, weights: dict[str, float]) -> tuple[list[int], list[float] | None]:
+    """Item counts per contiguous source run of the token folder and their sampling weights."""
+    if not weights:
+        return [len(store)], None
+    sources = list(store.header.get("sources") or [])
+    unknown = sorted(set(weights) - set(sources))
+    if unknown:
+        raise ValueError(f"--source-weights names {unknown}, but {store.folder} holds sources {sources}")
+    ids = np.load(store.folder / "source_ids.npy")
+    if len(ids) != len(store) or (len(ids) > 1 and np.any(np.diff(ids) < 0)):
+        raise ValueError(f"{store.folder}/source_ids.npy is not in source order; re-extract the tokens")
+    counts = np.bincount(ids, minlength=len(sources)).tolist()
+    sizes = [int(n) for n in counts if n]
+    ws = [weights.get(sources[k], 1.0) for k, n in enumerate(counts) if n]
+    if sum(w * n for w, n in zip(ws, sizes)) < 1:
+        raise ValueError("--source-weights select no items; give some source a weight > 0")
+    return sizes, ws
 
 
 class GeneratorTrainer(Trainer):
@@ -116,6 +158,7 @@ class GeneratorTrainer(Trainer):
         sample_steps: int = 20,
         sample_cfg: float = 3.0,
         adapt: Any = None,
+        source_weights: dict[str, float] | None = None,
     ) -> None:
         self.cfg, self.store, self.eval_store, self.opt_cfg, self.ctx = cfg, store, eval_store, opt, ctx
         self.micro = opt.micro_batch(ctx.world_size)
@@ -136,7 +179,8 @@ class GeneratorTrainer(Trainer):
         )
         self.ema = EMA(self.model, opt.ema_decay)  # after wrapping: FSDP2 turns parameters into DTensors
         self.optimizer = build_adamw(self.model, opt.lr, opt.weight_decay, (opt.beta1, opt.beta2))
-        self.sampler = StepSampler([len(store)], None, opt.batch_size, opt.seed)
+        sizes, weights = source_layout(store, source_weights or {})
+        self.sampler = StepSampler(sizes, weights, opt.batch_size, opt.seed)
         self.train_gen = torch.Generator().manual_seed(opt.seed + 1)
         self._tokenizer = None
 
@@ -361,6 +405,15 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--cond-dropout", type=float, help="condition dropout for CFG (default: preset's, 0.1)")
     p.add_argument("--init", help="start from a pipeline folder (its generator weights; config must match)")
     p.add_argument(
+        "--text-len",
+        type=int,
+        help="text tokens in the prefix (default: the preset's); must match the token folder's cached states",
+    )
+    p.add_argument(
+        "--source-weights",
+        help="epoch weight per source of the token folder, e.g. emoji=2,fashion_mnist=0.5 (default 1 each)",
+    )
+    p.add_argument(
         "--sample-steps", type=int, default=20, help="head sampling steps saved as the default (20)"
     )
     p.add_argument("--cfg", type=float, default=3.0, help="guidance scale saved as the default (3.0)")
@@ -404,6 +457,11 @@ def train_main(argv: list[str]) -> int:
     overrides: dict[str, Any] = {}
     if args.default_parallel is not None:
         overrides["parallel_num"] = args.default_parallel
+    if args.text_len is not None:
+        if not 1 <= args.text_len <= 512:
+            raise ValueError(f"--text-len must be in 1..512, got {args.text_len}")
+        overrides["text_len"] = args.text_len
+    source_weights = parse_source_weights(args.source_weights)
     for name in ("perturb_rate", "cond_dropout"):
         v = getattr(args, name)
         if v is not None:
@@ -429,6 +487,7 @@ def train_main(argv: list[str]) -> int:
             init_state=init,
             sample_steps=args.sample_steps,
             sample_cfg=args.cfg,
+            source_weights=source_weights,
         )
         if ctx.is_main:
             _announce(

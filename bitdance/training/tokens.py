@@ -220,6 +220,55 @@ def extract_tokens(
     return out
 
 
+def retext_tokens(
+    source: str | os.PathLike,
+    out: str | os.PathLike,
+    text_encoder: str = "minilm",
+    text_len: int = 16,
+    text_dim: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Copy the token folder `source` to `out` with its captions re-encoded by another text encoder or
+    `text_len` (the bits, labels and captions are reused: the tokenizer and the images are not needed)."""
+    src = Path(source)
+    store = TokenStore(src)  # validates the folder
+    out = Path(out)
+    if out.resolve() == src.resolve():
+        raise ValueError("--out must differ from --from-tokens (the source folder is left as it is)")
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise ValueError(f"{out} already exists and is not empty; pass --overwrite or choose another --out")
+    if text_len < 1:
+        raise ValueError(f"--text-len must be >= 1, got {text_len}")
+    encoder = build_encoder(text_encoder, text_len, text_dim)
+    header = dict(store.header)
+    header["text_encoder"] = None
+    header["text_from"] = str(src.resolve())
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
+    try:
+        for name in ("bits.npy", "labels.npy", "caption_ids.npy", "source_ids.npy", "captions.json"):
+            if (src / name).is_file():
+                shutil.copyfile(src / name, tmp / name)
+        if encoder is not None:
+            if progress:
+                print(
+                    f"encoding {len(store.captions)} unique captions with the {text_encoder} text encoder "
+                    f"(max {text_len} tokens)",
+                    file=sys.stderr,
+                )
+            states, offsets = encode_captions(encoder, store.captions)
+            np.save(tmp / "text_states.npy", states)
+            np.save(tmp / "text_offsets.npy", offsets)
+            header["text_encoder"] = {"name": text_encoder, "max_len": text_len, "dim": int(states.shape[1])}
+        (tmp / "header.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
+        _swap_into_place(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
 def _chunks(items, size: int):  # noqa: ANN001, ANN202
     chunk = []
     for item in items:
@@ -310,6 +359,11 @@ def extract_parser() -> argparse.ArgumentParser:
         "--tokenizer", help="exported tokenizer folder (config.json + model.safetensors) (required)"
     )
     p.add_argument("--data", help="dataset mixture spec, as for train-tokenizer (required)")
+    p.add_argument(
+        "--from-tokens",
+        help="re-encode only the captions of this token folder (new --text-len / --text-encoder); "
+        "its bits are reused, so --tokenizer and --data are not needed",
+    )
     p.add_argument("--out", help="output token folder (required)")
     p.add_argument(
         "--split", default="train", choices=["train", "test"], help="dataset split (default train)"
@@ -343,7 +397,6 @@ def extract_main(argv: list[str]) -> int:
     from .cli import _require, parse_with_config
 
     args = parse_with_config(extract_parser(), argv)
-    _require(args, "tokenizer", "data", "out")
     from ..configs import get_preset
 
     gen = get_preset("generator", args.generator_preset)
@@ -351,22 +404,38 @@ def extract_main(argv: list[str]) -> int:
         args.text_len = gen.text_len
     if args.text_dim is None and args.text_encoder == "hash":
         args.text_dim = gen.text_dim
-    out = extract_tokens(
-        args.tokenizer,
-        args.data,
-        args.out,
-        split=args.split,
-        size=args.size,
-        batch_size=args.batch_size,
-        text_encoder=args.text_encoder,
-        text_len=args.text_len,
-        text_dim=args.text_dim,
-        device=args.device,
-        limit=args.limit,
-        overwrite=args.overwrite,
-        num_workers=args.num_workers,
-        progress=not args.no_progress,
-    )
+    if args.from_tokens:
+        _require(args, "out")
+        given = [f"--{n}" for n in ("tokenizer", "data") if getattr(args, n)]
+        if given:
+            raise ValueError(f"--from-tokens reuses that folder's bits; drop {' and '.join(given)}")
+        out = retext_tokens(
+            args.from_tokens,
+            args.out,
+            text_encoder=args.text_encoder,
+            text_len=args.text_len,
+            text_dim=args.text_dim,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    else:
+        _require(args, "tokenizer", "data", "out")
+        out = extract_tokens(
+            args.tokenizer,
+            args.data,
+            args.out,
+            split=args.split,
+            size=args.size,
+            batch_size=args.batch_size,
+            text_encoder=args.text_encoder,
+            text_len=args.text_len,
+            text_dim=args.text_dim,
+            device=args.device,
+            limit=args.limit,
+            overwrite=args.overwrite,
+            num_workers=args.num_workers,
+            progress=not args.no_progress,
+        )
     store = TokenStore(out)
     print(
         f"wrote {len(store)} token grids {store.shape} "
