@@ -255,6 +255,20 @@ def test_retext_reuses_bits_and_re_encodes_captions(folders, tmp_path, capsys):
     with pytest.raises(ValueError, match="train with --text-len 12"):
         generator_config("tiny-text", new, None)
     assert generator_config("tiny-text", new, None, {"text_len": 12}).text_len == 12
+    argv = ["train", "--tokens", str(out), "--preset", "tiny-text", "--steps", "2", "--batch-size", "4"]
+    argv += [
+        "--text-len",
+        "12",
+        "--source-weights",
+        "shapes=1.5",
+        "--out",
+        str(tmp_path / "g"),
+        "--no-progress",
+    ]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert "60 items per epoch with --source-weights" in capsys.readouterr().err
+    index = json.loads((tmp_path / "g" / "export" / "model_index.json").read_text())
+    assert index["text_encoder"]["max_len"] == 12
     # bad uses are errors, and nothing is written
     assert (
         main(["extract-tokens", "--from-tokens", str(text), "--data", "shapes", "--out", str(tmp_path / "x")])

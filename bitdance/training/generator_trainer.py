@@ -496,7 +496,12 @@ def train_main(argv: list[str]) -> int:
                 trainer.model,
                 len(store),
                 ctx,
-                extra=f"P in {list(cfg.supported_parallel)}",
+                extra=f"P in {list(cfg.supported_parallel)}"
+                + (
+                    f", {len(trainer.sampler.epoch_indices(0))} items per epoch with --source-weights"
+                    if source_weights
+                    else ""
+                ),
             )
         return _run(trainer, loop, ctx)
     finally:
