@@ -202,18 +202,7 @@ def extract_tokens(
             np.asarray(sources, np.int16),
         )
         (tmp / "captions.json").write_text(json.dumps(uniq, ensure_ascii=False), encoding="utf-8")
-        if encoder is not None:
-            if progress:
-                print(
-                    f"encoding {len(uniq)} unique captions with the {text_encoder} text encoder",
-                    file=sys.stderr,
-                )
-            states, offsets = encode_captions(encoder, uniq)
-            np.save(tmp / "text_states.npy", states)
-            np.save(tmp / "text_offsets.npy", offsets)
-            header["text_encoder"] = {"name": text_encoder, "max_len": text_len, "dim": int(states.shape[1])}
-        (tmp / "header.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
-        _swap_into_place(tmp, out)
+        _finish_folder(tmp, out, header, encoder, uniq, text_encoder, text_len, progress)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -250,23 +239,38 @@ def retext_tokens(
         for name in ("bits.npy", "labels.npy", "caption_ids.npy", "source_ids.npy", "captions.json"):
             if (src / name).is_file():
                 shutil.copyfile(src / name, tmp / name)
-        if encoder is not None:
-            if progress:
-                print(
-                    f"encoding {len(store.captions)} unique captions with the {text_encoder} text encoder "
-                    f"(max {text_len} tokens)",
-                    file=sys.stderr,
-                )
-            states, offsets = encode_captions(encoder, store.captions)
-            np.save(tmp / "text_states.npy", states)
-            np.save(tmp / "text_offsets.npy", offsets)
-            header["text_encoder"] = {"name": text_encoder, "max_len": text_len, "dim": int(states.shape[1])}
-        (tmp / "header.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
-        _swap_into_place(tmp, out)
+        _finish_folder(tmp, out, header, encoder, store.captions, text_encoder, text_len, progress)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
+
+
+def _finish_folder(
+    tmp: Path,
+    out: Path,
+    header: dict[str, Any],
+    encoder: torch.nn.Module | None,
+    captions: list[str],
+    text_encoder: str,
+    text_len: int,
+    progress: bool,
+) -> None:
+    """Write the text states of `captions` (when there is an encoder) and the header into `tmp`, then
+    rename `tmp` to `out`."""
+    if encoder is not None:
+        if progress:
+            print(
+                f"encoding {len(captions)} unique captions with the {text_encoder} text encoder "
+                f"(max {text_len} tokens)",
+                file=sys.stderr,
+            )
+        states, offsets = encode_captions(encoder, captions)
+        np.save(tmp / "text_states.npy", states)
+        np.save(tmp / "text_offsets.npy", offsets)
+        header["text_encoder"] = {"name": text_encoder, "max_len": text_len, "dim": int(states.shape[1])}
+    (tmp / "header.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
+    _swap_into_place(tmp, out)
 
 
 def _chunks(items, size: int):  # noqa: ANN001, ANN202
