@@ -8,6 +8,8 @@ cd "$(dirname "$0")/.."
 B=.venv/bin/bitdance
 RUNS=${RUNS:-runs}
 export OMP_NUM_THREADS=1  # one thread was fastest on the shared 2-core CPU this was trained on
+# Stages 1-2 ran with the mini preset's former text length, 12 MiniLM tokens (now 20): --text-len 12 keeps
+# them reproducible.
 
 resume() { [ -d "$1/checkpoints" ] && echo --resume || true; }
 
@@ -18,9 +20,9 @@ $B train-tokenizer --data "fashion_mnist:tint=1*2,shapes,emoji:repeats=10" --siz
 
 [ -f "$RUNS/mini-tokens/header.json" ] || $B extract-tokens --tokenizer "$RUNS/mini-tok/export" \
   --data "fashion_mnist:tint=1*2,shapes,emoji:repeats=3" --out "$RUNS/mini-tokens" \
-  --generator-preset mini --batch-size 128 --no-progress
+  --generator-preset mini --text-len 12 --batch-size 128 --no-progress
 
-$B train --tokens "$RUNS/mini-tokens" --preset mini --parallel 1,4,16 --default-parallel 4 --steps 2400 \
+$B train --tokens "$RUNS/mini-tokens" --preset mini --text-len 12 --parallel 1,4,16 --default-parallel 4 --steps 2400 \
   --batch-size 32 --lr 1e-3 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
   --eval-every 0 --sample-every 400 --threads 1 --seed 0 --log-every 10 --out "$RUNS/mini-gen" --no-progress \
   $(resume "$RUNS/mini-gen")
@@ -36,9 +38,9 @@ $B train-tokenizer --init "$RUNS/mini-tok/export" --data "fashion_mnist:tint=1,s
 
 [ -f "$RUNS/mini-tokens2/header.json" ] || $B extract-tokens --tokenizer "$RUNS/mini-tok2/export" \
   --data "fashion_mnist:tint=1,shapes:length=100000,emoji:repeats=12" --out "$RUNS/mini-tokens2" \
-  --generator-preset mini --batch-size 128 --no-progress
+  --generator-preset mini --text-len 12 --batch-size 128 --no-progress
 
-$B train --tokens "$RUNS/mini-tokens2" --init "$RUNS/mini-gen/export" --preset mini --parallel 1,4,16 \
+$B train --tokens "$RUNS/mini-tokens2" --init "$RUNS/mini-gen/export" --preset mini --text-len 12 --parallel 1,4,16 \
   --default-parallel 4 --steps 5400 --batch-size 32 --lr 1e-3 --warmup 100 --ema-decay 0.995 \
   --sample-steps 20 --cfg 3.0 --ckpt-every 200 --eval-every 0 --sample-every 1000 --threads 1 --seed 1 \
   --log-every 10 --out "$RUNS/mini-gen2" --no-progress $(resume "$RUNS/mini-gen2")
