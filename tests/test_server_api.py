@@ -35,7 +35,7 @@ def test_models_health_openapi(client):
     card = client.get("/v1/models").json()["data"][0]
     assert card["id"] == "random:tiny-text" and card["object"] == "model"
     assert card["sizes"] == ["16x16"] and card["parallel_nums"] == [1, 4, 16]
-    assert card["limits"]["max_n"] == 4
+    assert card["limits"]["max_n"] == 4 and card["text_tokens"] == 8
     assert client.get(f"/v1/models/{card['id']}").json()["model_hash"] == card["model_hash"]
     assert client.get("/v1/models/other").status_code == 404
     h = client.get("/health")
@@ -67,6 +67,15 @@ def test_models_health_openapi(client):
         "parallel_num",
     } <= set(props)
     assert client.get("/docs").status_code == 404  # Swagger UI would load a CDN: off
+
+
+def test_prompt_past_the_text_length_is_reported(client):
+    long = "a red sneaker on a white table next to a blue hat and a green scarf"  # 8 words fit
+    r = client.post("/v1/images/generations", json={"prompt": [long, "a red sneaker"], **FAST})
+    assert r.status_code == 200, r.text
+    first, second = r.json()["data"]
+    assert first["metadata"]["prompt_ignored_text"] == "to a blue hat and a green scarf"
+    assert "prompt_ignored_text" not in second["metadata"]
 
 
 def test_generate_b64_with_seeds_and_metadata(client):

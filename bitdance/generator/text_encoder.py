@@ -53,6 +53,12 @@ class HashTextEncoder(nn.Module):
         v = torch.randn(self.dim, generator=g)
         return v / v.norm()
 
+    def dropped_text(self, prompt: str) -> str:
+        """The (lower-cased) end of `prompt` past its first `max_len` words ('' when it all fits)."""
+        text = prompt.lower()
+        words = list(re.finditer(r"[a-z0-9]+", text))
+        return text[words[self.max_len].start() :].strip() if len(words) > self.max_len else ""
+
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> TextCondition:
         prompts = check_prompts(prompts)

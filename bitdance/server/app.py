@@ -264,6 +264,7 @@ def create_app(
             "cond_type": gcfg.cond_type,
             "sizes": sizes,
             "parallel_nums": list(gcfg.supported_parallel),
+            "text_tokens": gcfg.text_len if gcfg.cond_type == "text" else None,
             "defaults": dict(pipe.defaults),
             "model_hash": pipe.model_hash,
             "class_names": pipe.class_names,

@@ -41,6 +41,7 @@ class GenerationSpec:
     variables: list[dict[str, str]] | None = None  # one per prompt group
     verdicts: list[dict[str, Any] | None] = field(default_factory=list)  # one per image
     user: str | None = None
+    ignored: list[str] = field(default_factory=list)  # per image: prompt text past the model's text length
 
     @property
     def count(self) -> int:
@@ -257,11 +258,14 @@ def build_spec(
                     headers={"X-Filter-Category": str(verdict.category), "X-Filter-Rule": str(verdict.rule)},
                 )
             verdicts += [verdict.to_dict() if verdict is not None else None] * req.n
+        dropped = getattr(pipe.text_encoder, "dropped_text", None)
+        ignored = [dropped(t) if dropped is not None else "" for t in prompts for _ in range(req.n)]
     else:
         labels = [
             _class_label(pipe, text, param) for text, param in zip(prompts, params) for _ in range(req.n)
         ]
         verdicts = [None] * count
+        ignored = [""] * count
     base = req.seed if req.seed is not None else secrets.randbelow(2**31)
     return GenerationSpec(
         prompts=[p for p in prompts for _ in range(req.n)] if text_model else None,
@@ -280,6 +284,7 @@ def build_spec(
         variables=var_sets,
         verdicts=verdicts,
         user=req.user,
+        ignored=ignored,
     )
 
 

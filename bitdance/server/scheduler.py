@@ -361,6 +361,8 @@ class Scheduler:
             variables=spec.variables[group] if spec.variables else None,
             batch_size=job.batch_size,
         )
+        if k < len(spec.ignored) and spec.ignored[k]:
+            meta["prompt_ignored_text"] = spec.ignored[k]  # past the model's text length: not used
         png = png_bytes(image, recipe)
         entry: dict[str, Any] = {
             "index": k,

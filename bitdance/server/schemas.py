@@ -118,6 +118,11 @@ class ModelCard(BaseModel):
     defaults: dict[str, Any]
     model_hash: str
     class_names: list[str] | None = None
+    text_tokens: int | None = Field(
+        None,
+        description="prompt length in text-encoder tokens; text past it is not used "
+        "(each image's metadata.prompt_ignored_text names it)",
+    )
     limits: dict[str, Any]
 
 

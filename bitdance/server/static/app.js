@@ -183,7 +183,14 @@ function addToGallery(item) {
   const pre = document.createElement("pre");
   pre.textContent = JSON.stringify(md, null, 2);
   details.append(summary, pre);
-  card.append(img, prompt, meta, link, details);
+  card.append(img, prompt, meta);
+  if (md.prompt_ignored_text) {
+    const cut = document.createElement("div");
+    cut.className = "cut";
+    cut.textContent = `not used (past the model's prompt length): "${md.prompt_ignored_text}"`;
+    card.append(cut);
+  }
+  card.append(link, details);
   $("gallery").prepend(card);
 }
 
