@@ -85,6 +85,14 @@ def test_type_prompt_generate_and_see_the_image(browser):
         )
         assert "done" in page.text_content("#status")
         assert '"prompt": "a red sneaker"' in cards[0].query_selector("pre").text_content()
+        assert cards[0].query_selector(".cut") is None
+        # a prompt past the model's 8 text tokens: the unused words are shown under the image
+        page.fill("#prompt", "a red sneaker on a white table next to a blue hat")
+        page.fill("#n", "1")
+        page.click("#generate")
+        wait_js(page, "document.querySelectorAll('#gallery .card').length === 3")
+        cut = page.query_selector("#gallery .card .cut")
+        assert cut is not None and '"to a blue hat"' in cut.text_content()
         assert not errors and not outside
 
 
