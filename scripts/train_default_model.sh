@@ -72,7 +72,14 @@ $B train-tokenizer --init "$RUNS/mini-tok2-dec/export" --freeze-encoder \
   --ema-decay 0.99 --ckpt-every 200 --eval-every 1000 --threads 1 --seed 3 --out "$RUNS/mini-tok3-dec" \
   --no-progress $(resume "$RUNS/mini-tok3-dec")
 
-# The shipped pipeline = the stage-3 generator export with the second decoder fine-tune's tokenizer.
+# ... and a short third one at a lower learning rate (it filled the rest of the generator's run).
+$B train-tokenizer --init "$RUNS/mini-tok3-dec/export" --freeze-encoder \
+  --data "fashion_mnist:tint=1*2,shapes*0.5,emoji:repeats=10*3" --size 32 --steps 5000 --batch-size 24 \
+  --lr 1.5e-4 --warmup 50 --l1 1 --l2 1 --perceptual gradient --entropy-weight 0.02 --commit-weight 0.1 \
+  --ema-decay 0.99 --ckpt-every 200 --eval-every 1000 --threads 1 --seed 4 --out "$RUNS/mini-tok4-dec" \
+  --no-progress $(resume "$RUNS/mini-tok4-dec")
+
+# The shipped pipeline = the stage-3 generator export with the last decoder fine-tune's tokenizer.
 rm -rf "$RUNS/bitdance-mini" && cp -r "$RUNS/mini-gen3/export" "$RUNS/bitdance-mini"
-cp "$RUNS/mini-tok3-dec/export/"* "$RUNS/bitdance-mini/tokenizer/"
+cp "$RUNS/mini-tok4-dec/export/"* "$RUNS/bitdance-mini/tokenizer/"
 echo "pipeline: $RUNS/bitdance-mini (copy to bitdance/assets/models/bitdance-mini to ship it)"
