@@ -419,7 +419,10 @@ class BitDancePipeline(editing.EditingMixin):
             g = None
             if self.tokenizer.config.gan_decoder:
                 g = torch.Generator(device=self.device).manual_seed((seeds[i] or 0) + 1)
-            out.append(self.tokenizer.decode(bits[i : i + 1], generator=g))
+            # one memory layout for every image: a channels-last slice of a larger batch (its batch stride
+            # differs from a batch of one) can take another conv kernel and change the last float bit
+            one = bits[i : i + 1].contiguous()
+            out.append(self.tokenizer.decode(one, generator=g))
         return torch.cat(out)
 
     def preview(self, partial_BNd: torch.Tensor, grid: tuple[int, int], parallel_num: int) -> list[Any]:
@@ -430,8 +433,9 @@ class BitDancePipeline(editing.EditingMixin):
         bits = from_sequence(seq, grid, parallel_num).to(self.tokenizer.decoder.conv_in.weight.dtype)
         out = []
         for i in range(b):  # the decoder directly: check_bits would refuse the neutral 0
-            noise = torch.zeros_like(bits[i : i + 1]) if self.tokenizer.config.gan_decoder else None
-            out.append(Image.fromarray(tensor_to_uint8(self.tokenizer.decoder(bits[i : i + 1], noise))[0]))
+            one = bits[i : i + 1].contiguous()  # same layout for every image, as in decode()
+            noise = torch.zeros_like(one) if self.tokenizer.config.gan_decoder else None
+            out.append(Image.fromarray(tensor_to_uint8(self.tokenizer.decoder(one, noise))[0]))
         return out
 
     # ------------------------------------------------------------------ call
