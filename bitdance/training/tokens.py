@@ -408,20 +408,19 @@ def extract_main(argv: list[str]) -> int:
         args.text_len = gen.text_len
     if args.text_dim is None and args.text_encoder == "hash":
         args.text_dim = gen.text_dim
+    common: dict[str, Any] = {
+        "text_encoder": args.text_encoder,
+        "text_len": args.text_len,
+        "text_dim": args.text_dim,
+        "overwrite": args.overwrite,
+        "progress": not args.no_progress,
+    }
     if args.from_tokens:
         _require(args, "out")
         given = [f"--{n}" for n in ("tokenizer", "data") if getattr(args, n)]
         if given:
             raise ValueError(f"--from-tokens reuses that folder's bits; drop {' and '.join(given)}")
-        out = retext_tokens(
-            args.from_tokens,
-            args.out,
-            text_encoder=args.text_encoder,
-            text_len=args.text_len,
-            text_dim=args.text_dim,
-            overwrite=args.overwrite,
-            progress=not args.no_progress,
-        )
+        out = retext_tokens(args.from_tokens, args.out, **common)
     else:
         _require(args, "tokenizer", "data", "out")
         out = extract_tokens(
@@ -431,14 +430,10 @@ def extract_main(argv: list[str]) -> int:
             split=args.split,
             size=args.size,
             batch_size=args.batch_size,
-            text_encoder=args.text_encoder,
-            text_len=args.text_len,
-            text_dim=args.text_dim,
             device=args.device,
             limit=args.limit,
-            overwrite=args.overwrite,
             num_workers=args.num_workers,
-            progress=not args.no_progress,
+            **common,
         )
     store = TokenStore(out)
     print(
