@@ -43,6 +43,9 @@ class TokenizerConfig(_Config):
     ch: int = 32
     ch_mult: tuple[int, ...] = (1, 2)
     num_res_blocks: int = 1
+    # res blocks per decoder level and in the decoder's middle (None = num_res_blocks); more blocks can be
+    # added to a trained decoder as exact identities (bitdance.tokenizer.deepen)
+    decoder_res_blocks: int | None = None
     z_channels: int = 16  # bits per token d (vocabulary 2^d)
     norm_groups: int = 32
     gan_decoder: bool = False  # noise-injected decoder: fresh Gaussian noise concatenated to the code
@@ -61,6 +64,11 @@ class TokenizerConfig(_Config):
             f"entropy_group_size must be in 1..10 and divide z_channels={self.z_channels}, "
             f"got {self.entropy_group_size}",
         )
+        _check(self.num_res_blocks >= 1, f"num_res_blocks must be >= 1, got {self.num_res_blocks}")
+        _check(
+            self.decoder_res_blocks is None or self.decoder_res_blocks >= 1,
+            f"decoder_res_blocks must be >= 1 (or null = num_res_blocks), got {self.decoder_res_blocks}",
+        )
         widths = [self.ch] + [self.ch * m for m in self.ch_mult]
         bad = [w for w in widths if w % self.norm_groups]
         _check(not bad, f"all widths {widths} must be divisible by norm_groups={self.norm_groups}")
@@ -68,6 +76,11 @@ class TokenizerConfig(_Config):
     @property
     def downsample(self) -> int:
         return 2 ** (len(self.ch_mult) - 1)
+
+    @property
+    def decoder_blocks(self) -> int:
+        """Res blocks per decoder level (and in the decoder's middle)."""
+        return self.num_res_blocks if self.decoder_res_blocks is None else self.decoder_res_blocks
 
 
 @dataclass

@@ -247,3 +247,31 @@ def test_freeze_encoder_keeps_the_bits(tmp_path):
         TokenizerTrainer(
             cfg, train, train, oc, TokenizerLossConfig(perceptual="none"), DistContext(), freeze_encoder=True
         )
+
+
+def test_decoder_res_blocks_deepens_the_init(tmp_path):
+    """--decoder-res-blocks: the fine-tune starts from the init's exact reconstructions, deeper."""
+    from bitdance.checkpoint import from_pretrained, save_pretrained
+    from bitdance.tokenizer.autoencoder import BinaryAutoencoder
+
+    cfg = get_preset("tokenizer", "tiny")
+    cfg.image_size = 16
+    torch.manual_seed(0)
+    init = BinaryAutoencoder(cfg).eval()
+    save_pretrained(init, tmp_path / "init")
+    train = build_mixture("shapes:length=64", "train", 16)
+    oc = OptimConfig(steps=3, batch_size=8, lr=3e-3, warmup=1, seed=0, ema_decay=0.5)
+    kw = dict(eval_samples=8, init=str(tmp_path / "init"), freeze_encoder=True, decoder_res_blocks=2)
+    tr = TokenizerTrainer(cfg, train, train, oc, TokenizerLossConfig(perceptual="none"), DistContext(), **kw)
+    bits = torch.sign(torch.randn(2, cfg.z_channels, 4, 4))
+    with torch.no_grad():
+        assert torch.equal(tr.model.eval().decode(bits), init.decode(bits))
+    tr.model.train()
+    fit(tr, LoopConfig(steps=3, out=tmp_path / "ft", ckpt_every=100, progress=False), DistContext())
+    out = from_pretrained(tmp_path / "ft" / "export")
+    assert out.config.decoder_res_blocks == 2 and len(out.decoder.mid_block) == 2
+    assert torch.count_nonzero(out.decoder.mid_block[1].conv2.weight) > 0  # the new blocks were trained
+    with pytest.raises(ValueError, match="--decoder-res-blocks needs --init"):
+        TokenizerTrainer(
+            cfg, train, train, oc, TokenizerLossConfig(perceptual="none"), DistContext(), decoder_res_blocks=2
+        )

@@ -116,7 +116,7 @@ class Decoder(nn.Module):
         self.gan_decoder = cfg.gan_decoder
         top = ch * cfg.ch_mult[-1]
         self.conv_in = nn.Conv2d(2 * z if cfg.gan_decoder else z, top, 3, padding=1)
-        self.mid_block = nn.ModuleList([ResBlock(top, top, g) for _ in range(cfg.num_res_blocks)])
+        self.mid_block = nn.ModuleList([ResBlock(top, top, g) for _ in range(cfg.decoder_blocks)])
         levels = len(cfg.ch_mult)
         out_mult = tuple(cfg.ch_mult[1:]) + (cfg.ch_mult[-1],)
         up: list[nn.Module] = [None] * levels  # type: ignore[list-item]
@@ -125,7 +125,7 @@ class Decoder(nn.Module):
             cin, cout = ch * out_mult[i], ch * cfg.ch_mult[i]
             adaptive[i] = AdaptiveGroupNorm(z, cin, g)
             blocks: list[nn.Module] = []
-            for _ in range(cfg.num_res_blocks):
+            for _ in range(cfg.decoder_blocks):
                 blocks.append(ResBlock(cin, cout, g))
                 cin = cout
             level = _Level(blocks)

@@ -229,6 +229,12 @@ def tokenizer_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="with --init: train only the decoder, so the bits (and tokens extracted with them) stay valid",
     )
+    p.add_argument(
+        "--decoder-res-blocks",
+        type=int,
+        help="with --init: first deepen the decoder to N res blocks per level; the new blocks start as "
+        "exact identities, so training resumes from the init's reconstructions",
+    )
     _common(p, lr=2e-4, batch=64, steps=10000)
     p.add_argument("--l1", type=float, default=1.0, help="L1 reconstruction weight (default 1)")
     p.add_argument("--l2", type=float, default=0.0, help="L2 (MSE) reconstruction weight (default 0)")
@@ -306,6 +312,7 @@ def train_tokenizer(argv: list[str]) -> int:
             fsdp=args.fsdp,
             init=args.init,
             freeze_encoder=args.freeze_encoder,
+            decoder_res_blocks=args.decoder_res_blocks,
         )
         if ctx.is_main:
             _announce(

@@ -20,6 +20,7 @@ from ..checkpoint import from_pretrained, save_pretrained
 from ..configs import TokenizerConfig
 from ..data import collate_items
 from ..tokenizer.autoencoder import BinaryAutoencoder
+from ..tokenizer.deepen import deepen_decoder
 from ..tokenizer.quantizer import entropy_losses
 from .dist import (
     DistContext,
@@ -95,10 +96,16 @@ class TokenizerTrainer(Trainer):
         fsdp: bool = False,
         init: str | None = None,
         freeze_encoder: bool = False,
+        decoder_res_blocks: int | None = None,
     ) -> None:
         losses.check()
         if freeze_encoder and not init:
             raise ValueError("--freeze-encoder needs --init (a trained tokenizer whose codes to keep)")
+        if decoder_res_blocks is not None and not init:
+            raise ValueError(
+                "--decoder-res-blocks needs --init (it deepens a trained decoder; for a new tokenizer "
+                "set decoder_res_blocks in the preset/config instead)"
+            )
         self.freeze_encoder = freeze_encoder
         self.cfg, self.opt_cfg, self.loss_cfg, self.ctx = cfg, opt, losses, ctx
         self.train_set, self.eval_set = train_set, eval_set
@@ -108,6 +115,8 @@ class TokenizerTrainer(Trainer):
         torch.manual_seed(opt.seed)
         if init:
             self.model = from_pretrained(init).train().to(ctx.device)
+            if decoder_res_blocks is not None:
+                self.model = deepen_decoder(self.model, decoder_res_blocks)
             if self.model.config.to_dict() != cfg.to_dict():
                 self.cfg = cfg = self.model.config
         else:
