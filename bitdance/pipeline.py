@@ -45,6 +45,10 @@ OUTPUT_TYPES = ("pil", "np", "pt", "bits")
 FILTER_MODES = ("block", "warn", "off")
 
 
+class PromptTruncatedWarning(UserWarning):
+    """A prompt had more text than the model's text length; the message names the ignored words."""
+
+
 def models_dir() -> Path:
     return Path(__file__).resolve().parent / "assets" / "models"
 
@@ -407,6 +411,7 @@ class BitDancePipeline(editing.EditingMixin):
                 warnings.warn(
                     f"prompt {i} is longer than the model's {self.text_encoder.max_len} text tokens; "
                     f"ignored: {rest!r}",
+                    PromptTruncatedWarning,
                     stacklevel=3,
                 )
         c = self.text_encoder(prompts)

@@ -135,6 +135,16 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
     )
 
 
+def quiet_reported_warnings() -> None:
+    """Silence pipeline warnings the API already returns to the client (a cut prompt's ignored words are
+    in each image's ``metadata.prompt_ignored_text``), so they do not also flood the server's stderr."""
+    import warnings  # noqa: PLC0415
+
+    from ..pipeline import PromptTruncatedWarning  # noqa: PLC0415
+
+    warnings.filterwarnings("ignore", category=PromptTruncatedWarning)
+
+
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     config = config_from_args(args)
@@ -151,6 +161,7 @@ def main(argv: list[str]) -> int:
     from .logs import setup_json_logging  # noqa: PLC0415
 
     setup_json_logging(args.log_level)
+    quiet_reported_warnings()
     pipe = BitDancePipeline.from_pretrained(args.model, device=args.device, filter_mode=args.filter_mode)
     app = create_app(pipe, config, templates_file=args.templates_file)
     state = app.state.bd

@@ -39,7 +39,6 @@ class GenerationSpec:
     response_format: str
     template: str | None = None
     variables: list[dict[str, str]] | None = None  # one per prompt group
-    verdicts: list[dict[str, Any] | None] = field(default_factory=list)  # one per image
     user: str | None = None
     ignored: list[str] = field(default_factory=list)  # per image: prompt text past the model's text length
 
@@ -245,7 +244,6 @@ def build_spec(
     except ValueError as e:
         raise APIError(400, str(e), _guess_param(str(e))) from None
     labels = None
-    verdicts: list[dict[str, Any] | None] = []
     if text_model:
         for text, param in zip(prompts, params):
             verdict = content_filter.check(text) if content_filter is not None else None
@@ -257,14 +255,12 @@ def build_spec(
                     "content_policy_violation",
                     headers={"X-Filter-Category": str(verdict.category), "X-Filter-Rule": str(verdict.rule)},
                 )
-            verdicts += [verdict.to_dict() if verdict is not None else None] * req.n
         dropped = getattr(pipe.text_encoder, "dropped_text", None)
         ignored = [dropped(t) if dropped is not None else "" for t in prompts for _ in range(req.n)]
     else:
         labels = [
             _class_label(pipe, text, param) for text, param in zip(prompts, params) for _ in range(req.n)
         ]
-        verdicts = [None] * count
         ignored = [""] * count
     base = req.seed if req.seed is not None else secrets.randbelow(2**31)
     return GenerationSpec(
@@ -282,7 +278,6 @@ def build_spec(
         response_format=req.response_format,
         template=req.template,
         variables=var_sets,
-        verdicts=verdicts,
         user=req.user,
         ignored=ignored,
     )
