@@ -11,7 +11,7 @@ from bitdance.evaluation.adherence import (
     evaluate_adherence,
     shuffled_expectations,
 )
-from bitdance.evaluation.classifier import classifier_paths
+from bitdance.evaluation.classifier import assets_dir, classifier_paths
 from bitdance.evaluation.detectors import detect_objects, foreground_colour, name_colour
 from bitdance.evaluation.prompts import CATEGORIES, SUITES, load_suite, parse_line, parse_suite
 from bitdance.evaluation.suites import expect_from_scene, ground_truth_set
@@ -187,11 +187,26 @@ def test_empty_suite_and_missing_file(tmp_path):
 @pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
 def test_shipped_suites_share_expectations():
     default, para = load_suite("default"), load_suite("paraphrase")
-    assert len(default) == len(para) >= 50 and set(SUITES) == {"default", "paraphrase"}
+    assert len(default) == len(para) >= 50 and set(SUITES) == {"default", "paraphrase", "emoji-val"}
     assert [d.expect for d in default] == [p.expect for p in para]
     assert sum(d.prompt != p.prompt for d, p in zip(default, para)) >= 0.9 * len(default)
     assert {d.category for d in default} <= set(CATEGORIES)
     assert {d.expect["domain"] for d in default} == {"shapes", "fashion", "emoji"}
+
+
+@pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
+def test_emoji_val_suite_is_apart_from_the_reported_suites(tmp_path):
+    """The training monitor asks for emoji that neither reported suite contains; the shipped files are
+    exactly what `python -m bitdance.evaluation.suites build` writes."""
+    from bitdance.evaluation.suites import write_suites
+
+    val = load_suite("emoji-val")
+    names = {s.expect["name"] for s in val}
+    reported = {s.expect.get("name") for suite in ("default", "paraphrase") for s in load_suite(suite)}
+    assert len(val) == len(names) == 48 and {s.expect["domain"] for s in val} == {"emoji"}
+    assert not names & reported
+    for path in write_suites(tmp_path):
+        assert path.read_bytes() == (assets_dir() / path.name).read_bytes(), path.name
 
 
 def test_evaluate_adherence_on_a_tiny_random_model():

@@ -45,7 +45,13 @@ _DOMAIN_KEYS = {
     "emoji": ({"domain", "name"}, set()),
 }
 _OBJECT_KEYS = ({"shape"}, {"colour", "size", "position", "count"})
-SUITES: dict[str, str] = {"default": "prompts_default.jsonl", "paraphrase": "prompts_paraphrase.jsonl"}
+SUITES: dict[str, str] = {
+    "default": "prompts_default.jsonl",
+    "paraphrase": "prompts_paraphrase.jsonl",
+    # emoji outside the two suites above: a training monitor, so that choices about emoji never look at
+    # the suites the model card reports
+    "emoji-val": "prompts_emoji_val.jsonl",
+}
 
 
 @dataclass

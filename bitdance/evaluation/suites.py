@@ -26,6 +26,7 @@ from .classifier import assets_dir
 from .prompts import SUITES
 
 SUITE_SEED = "bitdance/eval-suite/v1"
+EMOJI_VAL_SEED = "bitdance/emoji-val/v1"
 SCENE_CATEGORY = {"single": "absolute_position", "relation": "position", "count": "counting"}
 
 
@@ -132,12 +133,45 @@ def build_suites(
     return default, para
 
 
+def build_emoji_val(
+    suites: tuple[list[dict[str, Any]], ...],
+    n: int = 48,
+    seed: str = EMOJI_VAL_SEED,
+    emoji_names: list[str] | None = None,
+) -> list[dict[str, Any]]:
+    """``n`` emoji prompts (canonical captions) whose names appear in none of ``suites``.
+
+    The emoji are training emoji like the suites' own (the model is asked to draw named emoji it was
+    shown); keeping them apart lets training decisions be checked without looking at the reported suites.
+    """
+    if emoji_names is None:
+        from .prompts import default_emoji_names
+
+        emoji_names = sorted(default_emoji_names())
+    used = {r["expect"]["name"] for rows in suites for r in rows if r["expect"]["domain"] == "emoji"}
+    pool = sorted(set(emoji_names) - used)
+    if len(pool) < n:
+        raise ValueError(f"only {len(pool)} emoji names are left outside the suites, {n} requested")
+    names = random.Random(seed).sample(pool, n)
+    return [
+        {
+            "id": f"v{i:03d}",
+            "prompt": emoji_caption(name, None),
+            "category": "single_object",
+            "expect": {"domain": "emoji", "name": name},
+        }
+        for i, name in enumerate(names)
+    ]
+
+
 def write_suites(folder: str | Path | None = None, **kw: Any) -> list[Path]:
     from ..checkpoint import atomic_write_bytes
 
     folder = Path(folder) if folder is not None else assets_dir()
     paths = []
-    for name, rows in zip(("default", "paraphrase"), build_suites(**kw)):
+    suites = build_suites(**kw)
+    val = build_emoji_val(suites, emoji_names=kw.get("emoji_names"))
+    for name, rows in zip(("default", "paraphrase", "emoji-val"), (*suites, val)):
         path = folder / SUITES[name]
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
         paths.append(path)
@@ -186,7 +220,7 @@ def ground_truth_set(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bitdance.evaluation.suites")
     sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="write the default and paraphrase suites")
+    b = sub.add_parser("build", help="write the default, paraphrase and emoji-val suites")
     b.add_argument("--out", default=str(assets_dir()))
     g = sub.add_parser(
         "ground-truth", help="scorer accuracy on ground-truth images (and on shuffled prompts)"
