@@ -32,37 +32,22 @@ def deepen_decoder(model: BinaryAutoencoder, blocks: int) -> BinaryAutoencoder:
     new_cfg = dataclasses.replace(cfg, decoder_res_blocks=None if blocks == cfg.num_res_blocks else blocks)
     device = next(model.parameters()).device
     deeper = BinaryAutoencoder(new_cfg).to(device)
+    new_blocks = {name: m for name, m in deeper.decoder.named_modules() if _is_new_block(name, have)}
+    expected = {f"decoder.{name}.{k}" for name, m in new_blocks.items() for k in m.state_dict()}
     missing, unexpected = deeper.load_state_dict(model.state_dict(), strict=False)
-    new_keys = set(missing)
-    if unexpected or any(not _is_new_block_key(k, have) for k in new_keys):
-        raise RuntimeError(f"deepening mismatch: missing {sorted(new_keys)}, unexpected {unexpected}")
+    if unexpected or set(missing) != expected:
+        raise RuntimeError(f"deepening mismatch: missing {sorted(missing)}, unexpected {unexpected}")
     with torch.no_grad():
-        for name, module in deeper.decoder.named_modules():
-            if _is_new_block(name, have):
-                module.conv2.weight.zero_()  # the residual branch adds exactly 0 until trained
+        for block in new_blocks.values():
+            block.conv2.weight.zero_()  # the residual branch adds exactly 0 until trained
     return deeper.train(model.training)
 
 
-def _block_index(name: str) -> tuple[str, int] | None:
-    """('mid', j) for 'mid_block.j', ('up', j) for 'up.i.block.j', else None."""
+def _is_new_block(name: str, have: int) -> bool:
+    """True for 'mid_block.j' and 'up.i.block.j' with j >= have (decoder-relative module names)."""
     parts = name.split(".")
     if len(parts) == 2 and parts[0] == "mid_block":
-        return "mid", int(parts[1])
+        return int(parts[1]) >= have
     if len(parts) == 4 and parts[0] == "up" and parts[2] == "block":
-        return "up", int(parts[3])
-    return None
-
-
-def _is_new_block(name: str, have: int) -> bool:
-    idx = _block_index(name)
-    return idx is not None and idx[1] >= have
-
-
-def _is_new_block_key(key: str, have: int) -> bool:
-    if not key.startswith("decoder."):
-        return False
-    parts = key[len("decoder.") :].split(".")
-    for n in (2, 4):
-        if len(parts) > n and _is_new_block(".".join(parts[:n]), have):
-            return True
+        return int(parts[3]) >= have
     return False
