@@ -103,7 +103,22 @@ $B train-tokenizer --init "$RUNS/mini-tok5-dec/export" --freeze-encoder \
   --ema-decay 0.99 --ckpt-every 200 --eval-every 1000 --threads 1 --seed 6 --out "$RUNS/mini-tok6-dec" \
   --no-progress $(resume "$RUNS/mini-tok6-dec")
 
-# The shipped pipeline = the stage-4 generator export with the deepened decoder's tokenizer.
-rm -rf "$RUNS/bitdance-mini" && cp -r "$RUNS/mini-gen4/export" "$RUNS/bitdance-mini"
-cp "$RUNS/mini-tok6-dec/export/"* "$RUNS/bitdance-mini/tokenizer/"
+# Stage 5 (session 5). Stage 4 traded colour (tinted garments) and counting for emoji; the generator
+# continues with garments back at their full share (fashion 23% / shapes 39% / emoji 38% of each epoch), and
+# the decoder fine-tune continues at the same low learning rate for longer.
+$B train --tokens "$RUNS/mini-tokens3" --init "$RUNS/mini-gen4/export" --preset mini --text-len 20 \
+  --source-weights emoji=6 --parallel 1,4,16 --default-parallel 4 --steps 4000 \
+  --batch-size 32 --lr 5e-4 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
+  --eval-every 0 --sample-every 1000 --threads 1 --seed 7 --log-every 10 --out "$RUNS/mini-gen5" \
+  --no-progress $(resume "$RUNS/mini-gen5")
+
+$B train-tokenizer --init "$RUNS/mini-tok6-dec/export" --freeze-encoder \
+  --data "fashion_mnist:tint=1*3,shapes*0.5,emoji:repeats=10*3" --size 32 --steps 16000 --batch-size 24 \
+  --lr 1e-4 --warmup 50 --l1 0.5 --l2 2 --perceptual gradient --entropy-weight 0.02 --commit-weight 0.1 \
+  --ema-decay 0.99 --ckpt-every 200 --eval-every 2000 --threads 1 --seed 7 --out "$RUNS/mini-tok7-dec" \
+  --no-progress $(resume "$RUNS/mini-tok7-dec")
+
+# The shipped pipeline = the stage-5 generator export with the stage-5 decoder's tokenizer.
+rm -rf "$RUNS/bitdance-mini" && cp -r "$RUNS/mini-gen5/export" "$RUNS/bitdance-mini"
+cp "$RUNS/mini-tok7-dec/export/"* "$RUNS/bitdance-mini/tokenizer/"
 echo "pipeline: $RUNS/bitdance-mini (copy to bitdance/assets/models/bitdance-mini to ship it)"
