@@ -187,7 +187,8 @@ def test_empty_suite_and_missing_file(tmp_path):
 @pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
 def test_shipped_suites_share_expectations():
     default, para = load_suite("default"), load_suite("paraphrase")
-    assert len(default) == len(para) >= 50 and set(SUITES) == {"default", "paraphrase", "emoji-val"}
+    assert len(default) == len(para) >= 50
+    assert set(SUITES) == {"default", "paraphrase", "emoji-val", "shapes-val"}
     assert [d.expect for d in default] == [p.expect for p in para]
     assert sum(d.prompt != p.prompt for d, p in zip(default, para)) >= 0.9 * len(default)
     assert {d.category for d in default} <= set(CATEGORIES)
@@ -207,6 +208,25 @@ def test_emoji_val_suite_is_apart_from_the_reported_suites(tmp_path):
     assert not names & reported
     for path in write_suites(tmp_path):
         assert path.read_bytes() == (assets_dir() / path.name).read_bytes(), path.name
+
+
+@pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
+def test_shapes_val_suite_is_apart_from_the_reported_suites(tmp_path):
+    """Counting and relation scenes none of whose expectations a reported suite holds; counts even."""
+    from bitdance.evaluation.suites import build_shapes_val
+
+    val = load_suite("shapes-val")
+    keys = [json.dumps(s.expect, sort_keys=True) for s in val]
+    reported = {
+        json.dumps(s.expect, sort_keys=True) for suite in ("default", "paraphrase") for s in load_suite(suite)
+    }
+    assert len(val) == len(set(keys)) == 48 and not set(keys) & reported
+    assert {s.category for s in val} == {"counting", "position"}
+    counts = [s.expect["objects"][0]["count"] for s in val if s.category == "counting"]
+    assert sorted(counts) == sorted([1, 2, 3, 4] * 6)
+    rows = [{"expect": json.loads(k)} for k in keys[:3]]
+    again = build_shapes_val(([*rows],), n_count=4, n_relation=0)
+    assert not {json.dumps(r["expect"], sort_keys=True) for r in again} & set(keys[:3])
 
 
 def test_evaluate_adherence_on_a_tiny_random_model():

@@ -51,6 +51,8 @@ SUITES: dict[str, str] = {
     # emoji outside the two suites above: a training monitor, so that choices about emoji never look at
     # the suites the model card reports
     "emoji-val": "prompts_emoji_val.jsonl",
+    # counting and relation scenes outside them: the same for the shapes domain
+    "shapes-val": "prompts_shapes_val.jsonl",
 }
 
 

@@ -20,13 +20,14 @@ import random
 from pathlib import Path
 from typing import Any
 
-from ..data import COLOURS, FASHION_CLASSES, paraphrases, render_scene, sample_scene
+from ..data import COLOURS, FASHION_CLASSES, caption_scene, paraphrases, render_scene, sample_scene
 from ..data.caption_templates import emoji_caption, fashion_caption
 from .classifier import assets_dir
 from .prompts import SUITES
 
 SUITE_SEED = "bitdance/eval-suite/v1"
 EMOJI_VAL_SEED = "bitdance/emoji-val/v1"
+SHAPES_VAL_SEED = "bitdance/shapes-val/v1"
 SCENE_CATEGORY = {"single": "absolute_position", "relation": "position", "count": "counting"}
 
 
@@ -164,6 +165,41 @@ def build_emoji_val(
     ]
 
 
+def build_shapes_val(
+    suites: tuple[list[dict[str, Any]], ...],
+    n_count: int = 24,
+    n_relation: int = 24,
+    seed: str = SHAPES_VAL_SEED,
+) -> list[dict[str, Any]]:
+    """Counting and relation prompts (canonical captions) whose expectations appear in none of ``suites``.
+
+    Counts cycle through 1-4 evenly. Like ``emoji-val``, a training monitor for the shapes domain that
+    keeps training decisions away from the reported suites.
+    """
+    rng = random.Random(seed)
+    seen = {json.dumps(r["expect"], sort_keys=True) for rows in suites for r in rows}
+    rows: list[dict[str, Any]] = []
+    for kind, n in (("count", n_count), ("relation", n_relation)):
+        for j in range(n):
+            for _ in range(10_000):
+                scene = sample_scene(rng, (kind,))
+                key = json.dumps(expect_from_scene(scene), sort_keys=True)
+                if key not in seen and (kind != "count" or scene["count"] == 1 + j % 4):
+                    break
+            else:
+                raise ValueError(f"could not draw {n} new {kind} scenes outside the suites")
+            seen.add(key)
+            rows.append(
+                {
+                    "id": f"s{len(rows):03d}",
+                    "prompt": caption_scene(scene),
+                    "category": SCENE_CATEGORY[kind],
+                    "expect": expect_from_scene(scene),
+                }
+            )
+    return rows
+
+
 def write_suites(folder: str | Path | None = None, **kw: Any) -> list[Path]:
     from ..checkpoint import atomic_write_bytes
 
@@ -171,7 +207,8 @@ def write_suites(folder: str | Path | None = None, **kw: Any) -> list[Path]:
     paths = []
     suites = build_suites(**kw)
     val = build_emoji_val(suites, emoji_names=kw.get("emoji_names"))
-    for name, rows in zip(("default", "paraphrase", "emoji-val"), (*suites, val)):
+    shapes_val = build_shapes_val(suites)
+    for name, rows in zip(("default", "paraphrase", "emoji-val", "shapes-val"), (*suites, val, shapes_val)):
         path = folder / SUITES[name]
         atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
         paths.append(path)
@@ -220,7 +257,7 @@ def ground_truth_set(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bitdance.evaluation.suites")
     sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="write the default, paraphrase and emoji-val suites")
+    b = sub.add_parser("build", help="write the default, paraphrase, emoji-val and shapes-val suites")
     b.add_argument("--out", default=str(assets_dir()))
     g = sub.add_parser(
         "ground-truth", help="scorer accuracy on ground-truth images (and on shuffled prompts)"
