@@ -21,6 +21,11 @@ half_a() {
     --out "$EVAL/adherence-default" > "$EVAL/adh-default.log" 2>&1
   $B eval adherence --model "$MODEL" --prompts paraphrase --seeds 0,1,2,3 --threads 1 \
     --out "$EVAL/adherence-paraphrase" > "$EVAL/adh-para.log" 2>&1
+  # the training monitors (not targets; docs/benchmarks.md §3)
+  for suite in emoji-val shapes-val; do
+    $B eval adherence --model "$MODEL" --prompts $suite --seeds 0,1,2,3 --threads 1 \
+      --out "$EVAL/adherence-$suite" > "$EVAL/adh-$suite.log" 2>&1
+  done
   $B eval tokenizer --model "$MODEL" --data fashion_mnist --split test --n 1000 --threads 1 \
     --out "$EVAL/tokenizer" > "$EVAL/tok.log" 2>&1
   $PY -m bitdance.evaluation.suites ground-truth --n 300 --size 32 --tokenizer "$MODEL" --threads 1 \
