@@ -159,7 +159,9 @@ class GeneratorTrainer(Trainer):
         sample_cfg: float = 3.0,
         adapt: Any = None,
         source_weights: dict[str, float] | None = None,
+        tokenizer_path: str | None = None,
     ) -> None:
+        self.tokenizer_path = tokenizer_path  # None: the tokenizer that made the tokens
         self.cfg, self.store, self.eval_store, self.opt_cfg, self.ctx = cfg, store, eval_store, opt, ctx
         self.micro = opt.micro_batch(ctx.world_size)
         self.global_batch = opt.batch_size
@@ -275,7 +277,7 @@ class GeneratorTrainer(Trainer):
         if self._tokenizer is None:
             from ..checkpoint import from_pretrained
 
-            path = self.store.header["tokenizer"]["path"]
+            path = self.tokenizer_path or self.store.header["tokenizer"]["path"]
             if not Path(path).is_dir():
                 raise ValueError(
                     f"the tokenizer used for {self.store.folder} ({path}) is gone; export needs it"
@@ -414,6 +416,12 @@ def train_parser() -> argparse.ArgumentParser:
         help="epoch weight per source of the token folder, e.g. emoji=2,fashion_mnist=0.5 (default 1 each)",
     )
     p.add_argument(
+        "--tokenizer",
+        help="tokenizer folder for samples and the exported pipeline (default: the one that made the "
+        "tokens); it must have that one's encoder, e.g. a decoder-only fine-tune (train-tokenizer "
+        "--freeze-encoder)",
+    )
+    p.add_argument(
         "--sample-steps", type=int, default=20, help="head sampling steps saved as the default (20)"
     )
     p.add_argument("--cfg", type=float, default=3.0, help="guidance scale saved as the default (3.0)")
@@ -475,6 +483,12 @@ def train_main(argv: list[str]) -> int:
         raise ValueError(f"--cfg must be in [0, 50], got {args.cfg}")
     optim, loop = _optim(args), _loop(args)
     init = load_init_generator(args.init) if args.init else None
+    if args.tokenizer:
+        from .tokenizer_match import check_tokenizer_for_tokens
+
+        warning = check_tokenizer_for_tokens(store.header, str(store.folder), args.tokenizer)
+        if warning:
+            print(f"warning: {warning}", file=sys.stderr)
     ctx = setup(args.device)
     try:
         trainer = GeneratorTrainer(
@@ -488,6 +502,7 @@ def train_main(argv: list[str]) -> int:
             sample_steps=args.sample_steps,
             sample_cfg=args.cfg,
             source_weights=source_weights,
+            tokenizer_path=args.tokenizer,
         )
         if ctx.is_main:
             _announce(

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..generator.transformer import TextCondition
+from .tokenizer_match import encoder_hash
 
 FORMAT = "bitdance-tokens"
 VERSION = 1
@@ -184,6 +185,7 @@ def extract_tokens(
             "path": str(Path(tokenizer_dir).resolve()),
             "config": tok.config.to_dict(),
             "hash": _tokenizer_hash(tok),
+            "encoder_hash": encoder_hash(tok),
         },
         "text_encoder": None,
         "unique_captions": len(uniq),
