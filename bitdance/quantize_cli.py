@@ -9,6 +9,7 @@ from pathlib import Path
 
 EPILOG = """examples:
   bitdance quantize --model bitdance-mini -o bitdance-mini-int8              # int8-dynamic (CPU)
+  bitdance quantize --model bitdance-mini --decoder fp32 --encoder fp32 -o g-int8   # generator only
   bitdance quantize --model ./my-model --scheme int8-weight-only -o ./my-model-int8
   bitdance quantize --report --model random:mini --samples 8 --json report.json
 """
@@ -36,8 +37,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--decoder",
-        default="fp32",
-        help="tokenizer decoder weights: fp32 (default) or int8 (weight-only; see the report's PSNR)",
+        default="int8",
+        help="tokenizer decoder weights: int8 (default; weight-only, see the report's PSNR change) or fp32",
+    )
+    p.add_argument(
+        "--encoder",
+        default="int8",
+        help="tokenizer encoder weights, used by editing only: int8 (default; weight-only, see the report's "
+        "bit agreement) or fp32",
     )
     p.add_argument(
         "--modules",
@@ -85,8 +92,9 @@ def main(argv: list[str]) -> int:
 
     if args.scheme not in SCHEMES:
         raise ValueError(f"unknown --scheme {args.scheme!r}; supported: {', '.join(SCHEMES)}")
-    if args.decoder not in ("fp32", "int8"):
-        raise ValueError(f"--decoder must be fp32 or int8, got {args.decoder!r}")
+    for name in ("decoder", "encoder"):
+        if getattr(args, name) not in ("fp32", "int8"):
+            raise ValueError(f"--{name} must be fp32 or int8, got {getattr(args, name)!r}")
     if args.report:
         return _report(args)
     if not args.output:
@@ -99,11 +107,12 @@ def main(argv: list[str]) -> int:
     from .quantization.model import folder_bytes
 
     pipe = BitDancePipeline.from_pretrained(args.model)
-    quantize_pipeline(pipe, args.scheme, decoder=args.decoder, patterns=args.modules)
+    quantize_pipeline(pipe, args.scheme, decoder=args.decoder, patterns=args.modules, encoder=args.encoder)
     save_quantized_pipeline(pipe, out, overwrite=args.force)
     q = pipe.generator.quantization
     print(
         f"{out}: generator {q['scheme']} ({len(q['modules'])} layers), decoder {args.decoder}, "
+        f"encoder {args.encoder}, "
         f"{folder_bytes(out) / 2**20:.2f} MiB"
     )
     return 0
@@ -126,6 +135,7 @@ def _report(args: argparse.Namespace) -> int:
         model=args.model,
         scheme=args.scheme,
         decoder=args.decoder,
+        encoder=args.encoder,
         samples=args.samples,
         batch_sizes=parse_batch_sizes(args.batch_sizes),
         repeats=args.repeats,

@@ -250,3 +250,42 @@ def test_decoder_int8_weights_barely_change_images(tiny_tok):
     bits = torch.where(torch.rand(2, 16, 4, 4, generator=g) > 0.5, 1.0, -1.0)
     with torch.no_grad():
         assert psnr(q.decode(bits), tiny_tok.decode(bits)) > 35.0
+
+
+def test_encoder_int8_keeps_the_bits_and_the_whole_pipeline_round_trips(tiny_tok, tmp_path):
+    from bitdance.pipeline import BitDancePipeline
+    from bitdance.quantization.model import ENCODER_PATTERNS, tokenizer_patterns
+
+    q = copy.deepcopy(tiny_tok)
+    names = quantize_model(q, "int8-weight-only", ENCODER_PATTERNS)["modules"]
+    assert names and all(n.startswith("encoder.") for n in names)
+    assert "encoder.conv_in" not in names and "encoder.conv_out" not in names  # conv_out's signs are the bits
+    images = torch.rand(4, 3, 16, 16, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    with torch.no_grad():
+        equal = (q.encode(images) == tiny_tok.encode(images)).float().mean().item()
+    assert equal > 0.97, equal
+    with pytest.raises(ValueError, match="encoder must be 'fp32' or 'int8'"):
+        tokenizer_patterns("int8", "int4")
+
+    pipe = quantize_pipeline(
+        BitDancePipeline.from_preset("tiny-text"), "int8-dynamic", "int8", encoder="int8"
+    )
+    mods = pipe.tokenizer.quantization["modules"]
+    assert any(m.startswith("encoder.") for m in mods) and any(m.startswith("decoder.") for m in mods)
+    loaded = load_pipeline(save_quantized_pipeline(pipe, tmp_path / "q"))
+    kw = {"prompt": "a red sneaker", "num_sampling_steps": 2, "output_type": "pt", "seed": 2}
+    image = pipe(**kw).images[0]
+    a = pipe.edit(image, box=(0, 0, 8, 8), **kw)
+    b = loaded.edit(image, box=(0, 0, 8, 8), **kw)
+    assert torch.equal(a.bits, b.bits) and torch.equal(a.images, b.images)
+
+
+def test_a_tokenizer_part_with_nothing_to_quantize_is_named_and_nothing_changes():
+    from bitdance.pipeline import BitDancePipeline
+
+    pipe = BitDancePipeline.from_preset("tiny-text")
+    pipe.tokenizer.encoder.down, pipe.tokenizer.encoder.mid_block = nn.ModuleList(), nn.ModuleList()
+    with pytest.raises(ValueError, match="no encoder convolutions to quantize.*--encoder fp32"):
+        quantize_pipeline(pipe, "int8-dynamic", "int8", encoder="int8")
+    assert not getattr(pipe.generator, "quantization", None)  # refused before anything was swapped
+    assert quantize_pipeline(pipe, "int8-dynamic", "int8").tokenizer.quantization["modules"]

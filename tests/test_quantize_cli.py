@@ -33,6 +33,13 @@ def test_quantize_writes_a_loadable_int8_pipeline(tmp_path, capsys):
         json.loads((out / "generator" / "config.json").read_text())["quantization"]["scheme"]
         == "int8-dynamic"
     )
+    # by default the tokenizer's encoder and decoder convolutions are int8 too; fp32 on request
+    mods = json.loads((out / "tokenizer" / "config.json").read_text())["quantization"]["modules"]
+    assert {m.split(".")[0] for m in mods} == {"encoder", "decoder"}
+    gen_only = tmp_path / "gen-only"
+    assert main(["quantize", "--model", "random:tiny", "-o", str(gen_only), "--decoder", "fp32",
+                 "--encoder", "fp32"]) == 0  # fmt: skip
+    assert "quantization" not in json.loads((gen_only / "tokenizer" / "config.json").read_text())
 
 
 @pytest.mark.parametrize(
@@ -41,6 +48,7 @@ def test_quantize_writes_a_loadable_int8_pipeline(tmp_path, capsys):
         (["--model", "random:tiny", "--scheme", "int4"], "unknown --scheme 'int4'; supported"),
         (["--model", "random:tiny"], "give an output folder"),
         (["--model", "random:tiny", "-o", "x", "--decoder", "int4"], "--decoder must be fp32 or int8"),
+        (["--model", "random:tiny", "-o", "x", "--encoder", "fp16"], "--encoder must be fp32 or int8"),
         (["--model", "random:tiny", "-o", "x", "--modules", "nope.*"], "no Linear layer matches"),
         (["--report", "--model", "random:tiny", "--batch-sizes", "1,x"], "--batch-sizes must look like"),
         (["--report", "--model", "random:tiny", "--samples", "0"], "--samples must be"),
@@ -83,6 +91,8 @@ def test_quantize_report_measures_without_faking(tmp_path, capsys):
     assert rep["rss"] == {"status": "skipped (--no-rss)"}
     assert 0.0 <= rep["agreement"]["bits_equal"] <= 1.0
     assert rep["decoder_int8"]["psnr_int8_vs_fp32_db"] > 30
+    assert 0.9 <= rep["encoder_int8"]["bits_equal"] <= 1.0
+    assert rep["options"]["decoder"] == rep["options"]["encoder"] == "int8"
     # class model: adherence is not measured (text only); FID_cls is measured or says why not
     assert rep["adherence"] == {"status": "not measured: adherence needs a text-to-image model"}
     assert "increase" in rep["fid_cls"] or rep["fid_cls"]["status"].startswith("not measured")

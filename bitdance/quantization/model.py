@@ -53,6 +53,9 @@ GENERATOR_PATTERNS: tuple[str, ...] = (
 KEEP_FLOAT: tuple[str, ...] = ("proj_in.w1", "text_proj", "head.net.time_embed.mlp.0", "decoder.conv_in")
 # Tokenizer decoder convolutions (opt-in, weight-only): everything but the first and last conv.
 DECODER_PATTERNS: tuple[str, ...] = ("decoder.mid_block.*", "decoder.up.*")
+# Tokenizer encoder convolutions (opt-in, weight-only; used by editing only): all but conv_in and the
+# conv_out whose signs are the bits.
+ENCODER_PATTERNS: tuple[str, ...] = ("encoder.down.*", "encoder.mid_block.*")
 
 
 def library_note(scheme: str) -> str:
@@ -188,16 +191,41 @@ def save_quantized(module: nn.Module, folder: str | os.PathLike) -> Path:
     return save_pretrained(module, folder, extra={"quantization": entry})
 
 
+def tokenizer_patterns(decoder: str = "fp32", encoder: str = "fp32") -> tuple[str, ...]:
+    """fnmatch patterns of the tokenizer convolutions to quantize for these choices ('fp32' or 'int8')."""
+    for name, value in (("decoder", decoder), ("encoder", encoder)):
+        if value not in ("fp32", "int8"):
+            raise ValueError(f"{name} must be 'fp32' or 'int8', got {value!r}")
+    return (DECODER_PATTERNS if decoder == "int8" else ()) + (ENCODER_PATTERNS if encoder == "int8" else ())
+
+
 def quantize_pipeline(
-    pipe: Any, scheme: str, decoder: str = "fp32", patterns: Sequence[str] | None = None
+    pipe: Any,
+    scheme: str,
+    decoder: str = "fp32",
+    patterns: Sequence[str] | None = None,
+    encoder: str = "fp32",
 ) -> Any:
-    """Quantize a BitDancePipeline's generator in place (and, with decoder='int8', the tokenizer decoder's
-    convolutions, weight-only). Returns the pipeline."""
-    if decoder not in ("fp32", "int8"):
-        raise ValueError(f"decoder must be 'fp32' or 'int8', got {decoder!r}")
+    """Quantize a BitDancePipeline's generator in place and, with decoder / encoder 'int8', the tokenizer's
+    decoder / encoder convolutions (weight-only). Returns the pipeline."""
+    tokenizer_patterns(decoder, encoder)  # validates both choices
+    tok_modules: list[str] = []
+    for part, choice, part_patterns in (
+        ("decoder", decoder, DECODER_PATTERNS),
+        ("encoder", encoder, ENCODER_PATTERNS),
+    ):
+        if choice != "int8":
+            continue
+        try:
+            tok_modules += select_modules(pipe.tokenizer, part_patterns, "int8-weight-only")
+        except ValueError:
+            raise ValueError(
+                f"this tokenizer has no {part} convolutions to quantize (none match {list(part_patterns)}); "
+                f"keep its {part} fp32 (--{part} fp32)"
+            ) from None
     quantize_model(pipe.generator, scheme, patterns)
-    if decoder == "int8":
-        quantize_model(pipe.tokenizer, "int8-weight-only", DECODER_PATTERNS)
+    if tok_modules:
+        quantize_model(pipe.tokenizer, "int8-weight-only", modules=tok_modules)
     pipe.model_hash = pipe._hash()
     return pipe
 

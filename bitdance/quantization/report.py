@@ -2,8 +2,9 @@
 
 Measures weights on disk, RSS while generating (each variant in a fresh subprocess), images/s at the
 requested batch sizes (fp32 and int8 runs interleaved in one process, best of N, so machine noise hits
-both alike), fp32-vs-int8 agreement (bits, head x-prediction), the tokenizer decoder's PSNR change under
-int8 weights, and the evaluation suite's adherence / FID_cls deltas when that suite provides them.
+both alike), fp32-vs-int8 agreement (bits, head x-prediction), the tokenizer decoder's PSNR change and the
+encoder's bit agreement under int8 weights, and the evaluation suite's adherence / FID_cls deltas when that
+suite provides them.
 Nothing is estimated: what cannot be measured is reported as "not measured: <why>".
 """
 
@@ -23,7 +24,14 @@ from typing import Any
 
 import torch
 
-from .model import DECODER_PATTERNS, folder_bytes, quantize_model, quantize_pipeline, save_quantized_pipeline
+from .model import (
+    DECODER_PATTERNS,
+    ENCODER_PATTERNS,
+    folder_bytes,
+    quantize_model,
+    quantize_pipeline,
+    save_quantized_pipeline,
+)
 
 TARGETS = {
     "weights_ratio_max": 0.30,
@@ -37,7 +45,8 @@ TARGETS = {
 class ReportOptions:
     model: str = "bitdance-mini"
     scheme: str = "int8-dynamic"
-    decoder: str = "fp32"
+    decoder: str = "int8"  # the CLI's defaults: the whole pipeline int8
+    encoder: str = "int8"
     samples: int = 8  # images per variant for agreement / evaluation deltas
     batch_sizes: tuple[int, ...] = (1, 16)
     repeats: int = 3
@@ -161,6 +170,32 @@ def measure_decoder_psnr(tokenizer: Any, samples: int, seed: int = 0) -> dict[st
     }
 
 
+@torch.no_grad()
+def measure_encoder_bits(tokenizer: Any, samples: int, seed: int = 0) -> dict[str, Any]:
+    """Encode procedural `shapes` images with the fp32 and the int8-weight-only encoder (the editing path):
+    share of equal bits, and the round-trip PSNR through the fp32 decoder with each encoder's bits."""
+    from ..data import build_dataset
+    from ..training.image_metrics import psnr
+
+    size = tokenizer.config.image_size
+    ds = build_dataset("shapes", "test", size, seed=seed)
+    images = torch.stack([ds[i]["image"] for i in range(samples)])
+    bits32 = tokenizer.encode(images)
+    q = copy.deepcopy(tokenizer)
+    quantize_model(q, "int8-weight-only", ENCODER_PATTERNS)
+    bits8 = q.encode(images)
+    p32 = psnr(tokenizer.decode(bits32), images).item()
+    p8 = psnr(tokenizer.decode(bits8), images).item()
+    return {
+        "bits_equal": round((bits32 == bits8).float().mean().item(), 5),
+        "psnr_fp32_db": round(p32, 3),
+        "psnr_int8_db": round(p8, 3),
+        "psnr_change_db": round(p8 - p32, 3),
+        "images": samples,
+        "data": "shapes (test)",
+    }
+
+
 def _not_measured(e: BaseException) -> dict[str, str]:
     if isinstance(e, ModuleNotFoundError):
         return {"status": f"not measured: evaluation suite or its dependency missing ({e.name})"}
@@ -239,7 +274,9 @@ def build_report(opts: ReportOptions, workdir: str | Path | None = None) -> dict
     from ..pipeline import BitDancePipeline
 
     fp32 = BitDancePipeline.from_pretrained(opts.model)
-    int8 = quantize_pipeline(copy.deepcopy(fp32), opts.scheme, decoder=opts.decoder, patterns=opts.patterns)
+    int8 = quantize_pipeline(
+        copy.deepcopy(fp32), opts.scheme, decoder=opts.decoder, patterns=opts.patterns, encoder=opts.encoder
+    )
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         d32, d8 = Path(tmp) / "fp32", Path(tmp) / "int8"
         fp32.save_pretrained(d32)
@@ -262,6 +299,7 @@ def build_report(opts: ReportOptions, workdir: str | Path | None = None) -> dict
     )
     rep["agreement"] = measure_agreement(fp32, int8, opts.samples, opts.steps, opts.seed)
     rep["decoder_int8"] = measure_decoder_psnr(fp32.tokenizer, opts.samples, opts.seed)
+    rep["encoder_int8"] = measure_encoder_bits(fp32.tokenizer, opts.samples, opts.seed)
     rep["adherence"] = adherence_delta(fp32, int8, opts.samples, opts.seed, opts.steps)
     rep["fid_cls"] = fid_cls_delta(fp32, int8, opts.samples, opts.seed, opts.steps)
     rep["targets"] = _targets(rep)
@@ -300,7 +338,7 @@ def format_report(rep: dict[str, Any]) -> str:
         lines.append(
             f"| {k} | {row['fp32_images_per_s']} | {row['int8_images_per_s']} | {row['speedup']:.2f}x |"
         )
-    a, dq = rep["agreement"], rep["decoder_int8"]
+    a, dq, eq = rep["agreement"], rep["decoder_int8"], rep.get("encoder_int8")
     lines += [
         "",
         f"agreement over {a['samples']} samples (same seeds): bits equal {a['bits_equal']:.1%}, "
@@ -309,6 +347,15 @@ def format_report(rep: dict[str, Any]) -> str:
         f"tokenizer decoder int8 (weight-only, {dq['images']} {dq['data']} images): "
         f"PSNR {dq['psnr_fp32_db']} -> {dq['psnr_int8_db']} dB (change {dq['psnr_change_db']}), "
         f"int8 vs fp32 {dq['psnr_int8_vs_fp32_db']} dB",
+        *(
+            [
+                f"tokenizer encoder int8 (weight-only, editing only, {eq['images']} {eq['data']} images): "
+                f"bits equal {eq['bits_equal']:.2%}, round-trip PSNR {eq['psnr_fp32_db']} -> "
+                f"{eq['psnr_int8_db']} dB (change {eq['psnr_change_db']})"
+            ]
+            if eq
+            else []
+        ),
         _quality_line("FID_cls", rep["fid_cls"], "fp32", "int8", "increase", "{:.1%}"),
         _quality_line("adherence (%)", rep["adherence"], "fp32", "int8", "drop_points", "{:.2f} points"),
         "",
