@@ -254,7 +254,7 @@ def test_decoder_int8_weights_barely_change_images(tiny_tok):
 
 def test_encoder_int8_keeps_the_bits_and_the_whole_pipeline_round_trips(tiny_tok, tmp_path):
     from bitdance.pipeline import BitDancePipeline
-    from bitdance.quantization.model import ENCODER_PATTERNS, tokenizer_patterns
+    from bitdance.quantization.model import ENCODER_PATTERNS
 
     q = copy.deepcopy(tiny_tok)
     names = quantize_model(q, "int8-weight-only", ENCODER_PATTERNS)["modules"]
@@ -265,7 +265,7 @@ def test_encoder_int8_keeps_the_bits_and_the_whole_pipeline_round_trips(tiny_tok
         equal = (q.encode(images) == tiny_tok.encode(images)).float().mean().item()
     assert equal > 0.97, equal
     with pytest.raises(ValueError, match="encoder must be 'fp32' or 'int8'"):
-        tokenizer_patterns("int8", "int4")
+        quantize_pipeline(BitDancePipeline.from_preset("tiny-text"), "int8-dynamic", "int8", encoder="int4")
 
     pipe = quantize_pipeline(
         BitDancePipeline.from_preset("tiny-text"), "int8-dynamic", "int8", encoder="int8"

@@ -191,14 +191,6 @@ def save_quantized(module: nn.Module, folder: str | os.PathLike) -> Path:
     return save_pretrained(module, folder, extra={"quantization": entry})
 
 
-def tokenizer_patterns(decoder: str = "fp32", encoder: str = "fp32") -> tuple[str, ...]:
-    """fnmatch patterns of the tokenizer convolutions to quantize for these choices ('fp32' or 'int8')."""
-    for name, value in (("decoder", decoder), ("encoder", encoder)):
-        if value not in ("fp32", "int8"):
-            raise ValueError(f"{name} must be 'fp32' or 'int8', got {value!r}")
-    return (DECODER_PATTERNS if decoder == "int8" else ()) + (ENCODER_PATTERNS if encoder == "int8" else ())
-
-
 def quantize_pipeline(
     pipe: Any,
     scheme: str,
@@ -208,12 +200,12 @@ def quantize_pipeline(
 ) -> Any:
     """Quantize a BitDancePipeline's generator in place and, with decoder / encoder 'int8', the tokenizer's
     decoder / encoder convolutions (weight-only). Returns the pipeline."""
-    tokenizer_patterns(decoder, encoder)  # validates both choices
+    parts = (("decoder", decoder, DECODER_PATTERNS), ("encoder", encoder, ENCODER_PATTERNS))
+    for part, choice, _ in parts:
+        if choice not in ("fp32", "int8"):
+            raise ValueError(f"{part} must be 'fp32' or 'int8', got {choice!r}")
     tok_modules: list[str] = []
-    for part, choice, part_patterns in (
-        ("decoder", decoder, DECODER_PATTERNS),
-        ("encoder", encoder, ENCODER_PATTERNS),
-    ):
+    for part, choice, part_patterns in parts:
         if choice != "int8":
             continue
         try:

@@ -145,15 +145,20 @@ def measure_agreement(fp32: Any, int8: Any, samples: int, steps: int | None, see
     }
 
 
+def _shapes_images(tokenizer: Any, samples: int, seed: int) -> torch.Tensor:
+    """(samples, 3, S, S) procedural `shapes` test images at the tokenizer's size, in [-1, 1]."""
+    from ..data import build_dataset
+
+    ds = build_dataset("shapes", "test", tokenizer.config.image_size, seed=seed)
+    return torch.stack([ds[i]["image"] for i in range(samples)])
+
+
 @torch.no_grad()
 def measure_decoder_psnr(tokenizer: Any, samples: int, seed: int = 0) -> dict[str, Any]:
     """Reconstruct procedural `shapes` images through the fp32 and the int8-weight-only decoder."""
-    from ..data import build_dataset
     from ..training.image_metrics import psnr
 
-    size = tokenizer.config.image_size
-    ds = build_dataset("shapes", "test", size, seed=seed)
-    images = torch.stack([ds[i]["image"] for i in range(samples)])
+    images = _shapes_images(tokenizer, samples, seed)
     bits = tokenizer.encode(images)
     rec32 = tokenizer.decode(bits)
     q = copy.deepcopy(tokenizer)
@@ -174,12 +179,9 @@ def measure_decoder_psnr(tokenizer: Any, samples: int, seed: int = 0) -> dict[st
 def measure_encoder_bits(tokenizer: Any, samples: int, seed: int = 0) -> dict[str, Any]:
     """Encode procedural `shapes` images with the fp32 and the int8-weight-only encoder (the editing path):
     share of equal bits, and the round-trip PSNR through the fp32 decoder with each encoder's bits."""
-    from ..data import build_dataset
     from ..training.image_metrics import psnr
 
-    size = tokenizer.config.image_size
-    ds = build_dataset("shapes", "test", size, seed=seed)
-    images = torch.stack([ds[i]["image"] for i in range(samples)])
+    images = _shapes_images(tokenizer, samples, seed)
     bits32 = tokenizer.encode(images)
     q = copy.deepcopy(tokenizer)
     quantize_model(q, "int8-weight-only", ENCODER_PATTERNS)

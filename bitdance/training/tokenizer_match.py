@@ -14,15 +14,20 @@ from pathlib import Path
 import torch
 
 
-def encoder_hash(tok: torch.nn.Module) -> str:
-    """12-hex-digit hash of every tensor outside the decoder (names and values): equal hashes, equal codes."""
+def state_hash(tok: torch.nn.Module, skip_prefix: str | None = None) -> str:
+    """12-hex-digit hash of a module's tensors (names and values), leaving out names under `skip_prefix`."""
     h = hashlib.sha256()
     for k, v in tok.state_dict().items():
-        if k.startswith("decoder."):
+        if skip_prefix is not None and k.startswith(skip_prefix):
             continue
         h.update(k.encode())
         h.update(v.detach().float().cpu().numpy().tobytes())
     return h.hexdigest()[:12]
+
+
+def encoder_hash(tok: torch.nn.Module) -> str:
+    """Hash of every tensor outside the decoder: equal hashes, equal codes."""
+    return state_hash(tok, skip_prefix="decoder.")
 
 
 def check_tokenizer_for_tokens(header: dict, folder: str, path: str) -> str | None:
@@ -32,7 +37,6 @@ def check_tokenizer_for_tokens(header: dict, folder: str, path: str) -> str | No
     cannot be verified (the original tokenizer is gone and the folder predates encoder hashes), else None.
     """
     from ..checkpoint import from_pretrained
-    from .tokens import _tokenizer_hash
 
     if not Path(path).is_dir():
         raise ValueError(f"--tokenizer {path}: not a folder; give an exported tokenizer folder")
@@ -61,7 +65,7 @@ def check_tokenizer_for_tokens(header: dict, folder: str, path: str) -> str | No
                 "if it is a decoder-only fine-tune of that tokenizer"
             )
         orig = from_pretrained(original)
-        if made.get("hash") and _tokenizer_hash(orig) != made["hash"]:
+        if made.get("hash") and state_hash(orig) != made["hash"]:
             return (
                 f"cannot verify --tokenizer {path}: the tokenizer folder that made {folder} ({original}) "
                 "has changed since; use it only if it is a decoder-only fine-tune of the original"

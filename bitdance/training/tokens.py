@@ -16,7 +16,6 @@ Folder layout (written to a temp folder, then renamed into place)::
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import shutil
@@ -29,7 +28,7 @@ import numpy as np
 import torch
 
 from ..generator.transformer import TextCondition
-from .tokenizer_match import encoder_hash
+from .tokenizer_match import encoder_hash, state_hash
 
 FORMAT = "bitdance-tokens"
 VERSION = 1
@@ -46,14 +45,6 @@ def unpack_bits(packed: np.ndarray, shape: tuple[int, int, int]) -> torch.Tensor
     d, h, w = shape
     on = np.unpackbits(packed, axis=1, count=d * h * w).reshape(-1, d, h, w)
     return torch.from_numpy(on.astype(np.float32) * 2 - 1)
-
-
-def _tokenizer_hash(tok: torch.nn.Module) -> str:
-    h = hashlib.sha256()
-    for k, v in tok.state_dict().items():
-        h.update(k.encode())
-        h.update(v.detach().float().cpu().numpy().tobytes())
-    return h.hexdigest()[:12]
 
 
 def build_encoder(name: str, text_len: int, text_dim: int | None) -> torch.nn.Module | None:
@@ -184,7 +175,7 @@ def extract_tokens(
         "tokenizer": {
             "path": str(Path(tokenizer_dir).resolve()),
             "config": tok.config.to_dict(),
-            "hash": _tokenizer_hash(tok),
+            "hash": state_hash(tok),
             "encoder_hash": encoder_hash(tok),
         },
         "text_encoder": None,
