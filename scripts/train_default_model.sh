@@ -5,13 +5,29 @@
 # Needs: Debian packages dataset-fashion-mnist and fonts-noto-color-emoji; scripts/setup.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-B=.venv/bin/bitdance
+B=${B:-.venv/bin/bitdance}  # B=echo prints the commands (a dry run)
 RUNS=${RUNS:-runs}
 export OMP_NUM_THREADS=1  # one thread was fastest on the shared 2-core CPU this was trained on
 # Stages 1-2 ran with the mini preset's former text length, 12 MiniLM tokens (now 20): --text-len 12 keeps
 # them reproducible.
 
 resume() { [ -d "$1/checkpoints" ] && echo --resume || true; }
+
+# From stage 3 on, the generator runs and the decoder-only fine-tunes share every setting but those given
+# per stage (init, data mixture, steps, learning rate, loss weights, seed); these add the shared ones.
+continue_generator() {  # OUT, then the stage's own options
+  local out=$1; shift
+  $B train --tokens "$RUNS/mini-tokens3" --preset mini --text-len 20 --parallel 1,4,16 --default-parallel 4 \
+    --batch-size 32 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
+    --eval-every 0 --sample-every 1000 --threads 1 --log-every 10 --out "$out" --no-progress "$@" \
+    $(resume "$out")
+}
+finetune_decoder() {  # OUT, then the stage's own options
+  local out=$1; shift
+  $B train-tokenizer --freeze-encoder --size 32 --batch-size 24 --warmup 50 --perceptual gradient \
+    --entropy-weight 0.02 --commit-weight 0.1 --ema-decay 0.99 --ckpt-every 200 --threads 1 --out "$out" \
+    --no-progress "$@" $(resume "$out")
+}
 
 $B train-tokenizer --data "fashion_mnist:tint=1*2,shapes,emoji:repeats=10" --size 32 --preset mini \
   --steps 1500 --batch-size 24 --lr 1.5e-3 --warmup 50 --l1 1 --l2 1 --perceptual none \
@@ -60,83 +76,62 @@ $B train-tokenizer --init "$RUNS/mini-tok2/export" --freeze-encoder \
 [ -f "$RUNS/mini-tokens3/header.json" ] || $B extract-tokens --from-tokens "$RUNS/mini-tokens2" --text-len 20 \
   --out "$RUNS/mini-tokens3" --no-progress
 
-$B train --tokens "$RUNS/mini-tokens3" --init "$RUNS/mini-gen2/export" --preset mini --text-len 20 \
-  --source-weights fashion_mnist=0.5,emoji=2 --parallel 1,4,16 --default-parallel 4 --steps 4000 \
-  --batch-size 32 --lr 5e-4 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
-  --eval-every 0 --sample-every 1000 --threads 1 --seed 3 --log-every 10 --out "$RUNS/mini-gen3" \
-  --no-progress $(resume "$RUNS/mini-gen3")
+continue_generator "$RUNS/mini-gen3" --init "$RUNS/mini-gen2/export" \
+  --source-weights fashion_mnist=0.5,emoji=2 \
+  --steps 4000 --lr 5e-4 --seed 3
 
-$B train-tokenizer --init "$RUNS/mini-tok2-dec/export" --freeze-encoder \
-  --data "fashion_mnist:tint=1*2,shapes*0.5,emoji:repeats=10*3" --size 32 --steps 12000 --batch-size 24 \
-  --lr 3e-4 --warmup 50 --l1 1 --l2 1 --perceptual gradient --entropy-weight 0.02 --commit-weight 0.1 \
-  --ema-decay 0.99 --ckpt-every 200 --eval-every 1000 --threads 1 --seed 3 --out "$RUNS/mini-tok3-dec" \
-  --no-progress $(resume "$RUNS/mini-tok3-dec")
+finetune_decoder "$RUNS/mini-tok3-dec" --init "$RUNS/mini-tok2-dec/export" \
+  --data "fashion_mnist:tint=1*2,shapes*0.5,emoji:repeats=10*3" --steps 12000 \
+  --lr 3e-4 --l1 1 --l2 1 --eval-every 1000 --seed 3
 
 # ... and a short third one at a lower learning rate (it filled the rest of the generator's run).
-$B train-tokenizer --init "$RUNS/mini-tok3-dec/export" --freeze-encoder \
-  --data "fashion_mnist:tint=1*2,shapes*0.5,emoji:repeats=10*3" --size 32 --steps 5000 --batch-size 24 \
-  --lr 1.5e-4 --warmup 50 --l1 1 --l2 1 --perceptual gradient --entropy-weight 0.02 --commit-weight 0.1 \
-  --ema-decay 0.99 --ckpt-every 200 --eval-every 1000 --threads 1 --seed 4 --out "$RUNS/mini-tok4-dec" \
-  --no-progress $(resume "$RUNS/mini-tok4-dec")
+finetune_decoder "$RUNS/mini-tok4-dec" --init "$RUNS/mini-tok3-dec/export" \
+  --data "fashion_mnist:tint=1*2,shapes*0.5,emoji:repeats=10*3" --steps 5000 \
+  --lr 1.5e-4 --l1 1 --l2 1 --eval-every 1000 --seed 4
 
 # Stage 4 (session 4). Emoji were still the gap (1 of 96 images of 48 emoji outside the evaluation suites
 # recognised), so the generator continues with emoji at six times their share (43% of each epoch), and the
 # decoder, whose fine-tunes had flattened out, is deepened to 2 res blocks per level (the new blocks start
 # as exact identities) and fine-tuned again on the frozen encoder.
-$B train --tokens "$RUNS/mini-tokens3" --init "$RUNS/mini-gen3/export" --preset mini --text-len 20 \
-  --source-weights fashion_mnist=0.5,emoji=6 --parallel 1,4,16 --default-parallel 4 --steps 5000 \
-  --batch-size 32 --lr 5e-4 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
-  --eval-every 0 --sample-every 1000 --threads 1 --seed 5 --log-every 10 --out "$RUNS/mini-gen4" \
-  --no-progress $(resume "$RUNS/mini-gen4")
+continue_generator "$RUNS/mini-gen4" --init "$RUNS/mini-gen3/export" \
+  --source-weights fashion_mnist=0.5,emoji=6 \
+  --steps 5000 --lr 5e-4 --seed 5
 
-$B train-tokenizer --init "$RUNS/mini-tok4-dec/export" --freeze-encoder --decoder-res-blocks 2 \
-  --data "fashion_mnist:tint=1*2,shapes*0.5,emoji:repeats=10*3" --size 32 --steps 12000 --batch-size 24 \
-  --lr 3e-4 --warmup 50 --l1 1 --l2 1 --perceptual gradient --entropy-weight 0.02 --commit-weight 0.1 \
-  --ema-decay 0.99 --ckpt-every 200 --eval-every 1000 --threads 1 --seed 5 --out "$RUNS/mini-tok5-dec" \
-  --no-progress $(resume "$RUNS/mini-tok5-dec")
+finetune_decoder "$RUNS/mini-tok5-dec" --init "$RUNS/mini-tok4-dec/export" --decoder-res-blocks 2 \
+  --data "fashion_mnist:tint=1*2,shapes*0.5,emoji:repeats=10*3" --steps 12000 \
+  --lr 3e-4 --l1 1 --l2 1 --eval-every 1000 --seed 5
 
 # ... and a short last one at a lower learning rate with more weight on squared error and garments (it
 # filled the rest of the generator's run).
-$B train-tokenizer --init "$RUNS/mini-tok5-dec/export" --freeze-encoder \
-  --data "fashion_mnist:tint=1*3,shapes*0.5,emoji:repeats=10*3" --size 32 --steps 3800 --batch-size 24 \
-  --lr 1e-4 --warmup 50 --l1 0.5 --l2 2 --perceptual gradient --entropy-weight 0.02 --commit-weight 0.1 \
-  --ema-decay 0.99 --ckpt-every 200 --eval-every 1000 --threads 1 --seed 6 --out "$RUNS/mini-tok6-dec" \
-  --no-progress $(resume "$RUNS/mini-tok6-dec")
+finetune_decoder "$RUNS/mini-tok6-dec" --init "$RUNS/mini-tok5-dec/export" \
+  --data "fashion_mnist:tint=1*3,shapes*0.5,emoji:repeats=10*3" --steps 3800 \
+  --lr 1e-4 --l1 0.5 --l2 2 --eval-every 1000 --seed 6
 
 # Stage 5 (session 5). Stage 4 traded colour (tinted garments) and counting for emoji; the generator
 # continues with garments back at their full share (fashion 23% / shapes 39% / emoji 38% of each epoch), and
 # the decoder fine-tune continues at the same low learning rate for longer.
-$B train --tokens "$RUNS/mini-tokens3" --init "$RUNS/mini-gen4/export" --preset mini --text-len 20 \
-  --source-weights emoji=6 --parallel 1,4,16 --default-parallel 4 --steps 4000 \
-  --batch-size 32 --lr 5e-4 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
-  --eval-every 0 --sample-every 1000 --threads 1 --seed 7 --log-every 10 --out "$RUNS/mini-gen5" \
-  --no-progress $(resume "$RUNS/mini-gen5")
+continue_generator "$RUNS/mini-gen5" --init "$RUNS/mini-gen4/export" --source-weights emoji=6 \
+  --steps 4000 --lr 5e-4 --seed 7
 
-$B train-tokenizer --init "$RUNS/mini-tok6-dec/export" --freeze-encoder \
-  --data "fashion_mnist:tint=1*3,shapes*0.5,emoji:repeats=10*3" --size 32 --steps 16000 --batch-size 24 \
-  --lr 1e-4 --warmup 50 --l1 0.5 --l2 2 --perceptual gradient --entropy-weight 0.02 --commit-weight 0.1 \
-  --ema-decay 0.99 --ckpt-every 200 --eval-every 2000 --threads 1 --seed 7 --out "$RUNS/mini-tok7-dec" \
-  --no-progress $(resume "$RUNS/mini-tok7-dec")
+finetune_decoder "$RUNS/mini-tok7-dec" --init "$RUNS/mini-tok6-dec/export" \
+  --data "fashion_mnist:tint=1*3,shapes*0.5,emoji:repeats=10*3" --steps 16000 \
+  --lr 1e-4 --l1 0.5 --l2 2 --eval-every 2000 --seed 7
 
 # Stage 6 (sessions 5-6). Aimed at counting and relations: the stage-5 generator continues with shapes
 # weighted up and emoji kept (fashion 16% / shapes 54% / emoji 29% of each epoch) at a lower learning rate.
 # Decoded with the stage-5 tokenizer (no new tokenizer stage). Shipping rule, fixed before the run's numbers:
 # ship if mean(emoji-val, shapes-val) beats stage 5's 0.807 (it measured 0.851).
-$B train --tokens "$RUNS/mini-tokens3" --init "$RUNS/mini-gen5/export" --preset mini --text-len 20 \
-  --source-weights fashion_mnist=0.75,shapes=1.5,emoji=5 --parallel 1,4,16 --default-parallel 4 --steps 3000 \
-  --batch-size 32 --lr 3e-4 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
-  --eval-every 0 --sample-every 1000 --threads 1 --seed 8 --log-every 10 --out "$RUNS/mini-gen6" \
-  --no-progress $(resume "$RUNS/mini-gen6")
+continue_generator "$RUNS/mini-gen6" --init "$RUNS/mini-gen5/export" \
+  --source-weights fashion_mnist=0.75,shapes=1.5,emoji=5 \
+  --steps 3000 --lr 3e-4 --seed 8
 
 # Stage 7 (session 6). The stage-6 generator continues with garments back at full share and emoji up
 # (fashion 19% / shapes 46% / emoji 35% of each epoch), same learning rate. Decoded with the stage-5 tokenizer.
 # Shipping rule, fixed before the run's numbers: mean(emoji-val, shapes-val) > stage 6's 0.851 and FID_cls on
 # Fashion-MNIST *train* captions (n = 1000) <= 1.10 x stage 6's 2.222 (measured 0.898 and 2.427).
-$B train --tokens "$RUNS/mini-tokens3" --init "$RUNS/mini-gen6/export" --preset mini --text-len 20 \
-  --source-weights fashion_mnist=1,shapes=1.5,emoji=7 --parallel 1,4,16 --default-parallel 4 --steps 3000 \
-  --batch-size 32 --lr 3e-4 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
-  --eval-every 0 --sample-every 1000 --threads 1 --seed 9 --log-every 10 --out "$RUNS/mini-gen7" \
-  --no-progress $(resume "$RUNS/mini-gen7")
+continue_generator "$RUNS/mini-gen7" --init "$RUNS/mini-gen6/export" \
+  --source-weights fashion_mnist=1,shapes=1.5,emoji=7 \
+  --steps 3000 --lr 3e-4 --seed 9
 
 # The shipped pipeline = the stage-7 generator export with the stage-5 decoder's tokenizer.
 rm -rf "$RUNS/bitdance-mini" && cp -r "$RUNS/mini-gen7/export" "$RUNS/bitdance-mini"
