@@ -43,7 +43,7 @@ class LoraGeneratorTrainer(GeneratorTrainer):
 
 
 def finetune_parser() -> argparse.ArgumentParser:
-    from .cli import _common
+    from .options import add_common_options
 
     p = argparse.ArgumentParser(
         prog="bitdance finetune",
@@ -67,7 +67,7 @@ def finetune_parser() -> argparse.ArgumentParser:
     p.add_argument("--parallel", help="comma list of P to train (default: the model's supported P)")
     p.add_argument("--sample-steps", type=int, help="saved default head steps (default: the model's)")
     p.add_argument("--cfg", type=float, help="saved default guidance (default: the model's)")
-    _common(p, lr=1e-4, batch=8, steps=300)
+    add_common_options(p, lr=1e-4, batch=8, steps=300)
     p.set_defaults(warmup=10, ema_decay=0.0, ckpt_every=100, weight_decay=0.0)
     return p
 
@@ -75,14 +75,22 @@ def finetune_parser() -> argparse.ArgumentParser:
 def finetune_main(argv: list[str]) -> int:
     from ..checkpoint import from_pretrained
     from ..pipeline import INDEX_NAME, resolve_model
-    from .cli import _announce, _loop, _optim, _require, _run, _threads, parse_with_config
     from .dist import setup
     from .generator_trainer import parse_parallel
+    from .options import (
+        announce,
+        loop_config,
+        optim_config,
+        parse_with_config,
+        require_options,
+        run_training,
+        set_threads,
+    )
     from .tokens import TokenStore, extract_tokens
 
     args = parse_with_config(finetune_parser(), argv)
-    _require(args, "model", "data", "out")
-    _threads(args)
+    require_options(args, "model", "data", "out")
+    set_threads(args)
     if args.lora_rank < 0:
         raise ValueError(f"--lora-rank must be >= 0 (0 = full fine-tune), got {args.lora_rank}")
     folder = resolve_model(args.model)
@@ -93,7 +101,7 @@ def finetune_main(argv: list[str]) -> int:
     generator = from_pretrained(folder / index.get("generator", "generator"))
     cfg = generator.config
     te = index.get("text_encoder") or {}
-    optim, loop = _optim(args), _loop(args)
+    optim, loop = optim_config(args), loop_config(args)
     ctx = setup(args.device)
     try:
         out = Path(args.out)
@@ -148,7 +156,7 @@ def finetune_main(argv: list[str]) -> int:
         else:
             trainer = GeneratorTrainer(cfg, store, optim, ctx, **common)
         if ctx.is_main:
-            _announce("finetune", args, trainer.model, len(store), ctx, extra=f"from {folder}")
-        return _run(trainer, loop, ctx)
+            announce("finetune", args, trainer.model, len(store), ctx, extra=f"from {folder}")
+        return run_training(trainer, loop, ctx)
     finally:
         ctx.close()

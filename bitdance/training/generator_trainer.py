@@ -381,7 +381,7 @@ class GeneratorTrainer(Trainer):
 
 
 def train_parser() -> argparse.ArgumentParser:
-    from .cli import _common
+    from .options import add_common_options
 
     p = argparse.ArgumentParser(
         prog="bitdance train",
@@ -425,7 +425,7 @@ def train_parser() -> argparse.ArgumentParser:
         "--sample-steps", type=int, default=20, help="head sampling steps saved as the default (20)"
     )
     p.add_argument("--cfg", type=float, default=3.0, help="guidance scale saved as the default (3.0)")
-    _common(p, lr=3e-4, batch=64, steps=10000)
+    add_common_options(p, lr=3e-4, batch=64, steps=10000)
     return p
 
 
@@ -454,12 +454,20 @@ def load_init_generator(path: str) -> dict[str, torch.Tensor]:
 
 
 def train_main(argv: list[str]) -> int:
-    from .cli import _announce, _loop, _optim, _require, _run, _threads, parse_with_config
     from .dist import setup
+    from .options import (
+        announce,
+        loop_config,
+        optim_config,
+        parse_with_config,
+        require_options,
+        run_training,
+        set_threads,
+    )
 
     args = parse_with_config(train_parser(), argv)
-    _require(args, "tokens", "out")
-    _threads(args)
+    require_options(args, "tokens", "out")
+    set_threads(args)
     store = TokenStore(args.tokens)
     eval_store = TokenStore(args.eval_tokens) if args.eval_tokens else None
     overrides: dict[str, Any] = {}
@@ -481,7 +489,7 @@ def train_main(argv: list[str]) -> int:
         raise ValueError(f"--sample-steps must be in 1..1000, got {args.sample_steps}")
     if not 0 <= args.cfg <= 50:
         raise ValueError(f"--cfg must be in [0, 50], got {args.cfg}")
-    optim, loop = _optim(args), _loop(args)
+    optim, loop = optim_config(args), loop_config(args)
     init = load_init_generator(args.init) if args.init else None
     if args.tokenizer:
         from .tokenizer_match import check_tokenizer_for_tokens
@@ -505,7 +513,7 @@ def train_main(argv: list[str]) -> int:
             tokenizer_path=args.tokenizer,
         )
         if ctx.is_main:
-            _announce(
+            announce(
                 "generator",
                 args,
                 trainer.model,
@@ -518,7 +526,7 @@ def train_main(argv: list[str]) -> int:
                     else ""
                 ),
             )
-        return _run(trainer, loop, ctx)
+        return run_training(trainer, loop, ctx)
     finally:
         ctx.close()
 

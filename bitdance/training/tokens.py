@@ -391,7 +391,7 @@ def extract_parser() -> argparse.ArgumentParser:
 
 
 def extract_main(argv: list[str]) -> int:
-    from .cli import _require, parse_with_config
+    from .options import parse_with_config, require_options
 
     args = parse_with_config(extract_parser(), argv)
     from ..configs import get_preset
@@ -409,13 +409,13 @@ def extract_main(argv: list[str]) -> int:
         "progress": not args.no_progress,
     }
     if args.from_tokens:
-        _require(args, "out")
+        require_options(args, "out")
         given = [f"--{n}" for n in ("tokenizer", "data") if getattr(args, n)]
         if given:
             raise ValueError(f"--from-tokens reuses that folder's bits; drop {' and '.join(given)}")
         out = retext_tokens(args.from_tokens, args.out, **common)
     else:
-        _require(args, "tokenizer", "data", "out")
+        require_options(args, "tokenizer", "data", "out")
         out = extract_tokens(
             args.tokenizer,
             args.data,
