@@ -5,9 +5,11 @@ Loading never unpickles. Missing, unexpected and mis-shaped tensors are reported
 
 from __future__ import annotations
 
+import ctypes
 import json
 import os
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,10 +19,14 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .configs import GeneratorConfig, TokenizerConfig
+from .core.int8 import SCHEMES, int8_module
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 FORMAT_VERSION = 1
+QUANT_FORMAT = 1
+# Layers whose `.weight.dtype` the model code reads: never quantized, whatever the patterns say.
+KEEP_FLOAT: tuple[str, ...] = ("proj_in.w1", "text_proj", "head.net.time_embed.mlp.0", "decoder.conv_in")
 
 
 class CheckpointError(ValueError):
@@ -163,8 +169,6 @@ def from_pretrained(
             f"{folder / CONFIG_NAME}: unknown component kind {kind!r}; allowed: {sorted(kinds)}"
         )
     if "quantization" in config:
-        from .quantization import load_quantized
-
         return load_quantized(folder, config, device)
     cfg_cls, mod_cls = kinds[kind]
     try:
@@ -174,4 +178,84 @@ def from_pretrained(
     module = mod_cls(cfg)
     load_into(module, load_weights(folder / WEIGHTS_NAME), source=str(folder / WEIGHTS_NAME))
     module.to(device=device, dtype=dtype) if dtype is not None else module.to(device)
+    return module.eval()
+
+
+# ----------------------------------------------------------------------------- int8 components
+# A quantized component folder's config carries a `quantization` entry (see quantization/model.py, which
+# writes them); loading one lives here so that from_pretrained needs nothing above this layer.
+
+
+def swap_int8_modules(model: nn.Module, names: Sequence[str], scheme: str, with_weights: bool) -> None:
+    lookup = dict(model.named_modules())
+    for name in names:
+        if name not in lookup:
+            raise CheckpointError(f"quantized module {name!r} does not exist in this architecture")
+        if name in KEEP_FLOAT:
+            raise ValueError(f"layer {name!r} must stay float (the model reads its weight dtype)")
+        parent_name, _, child = name.rpartition(".")
+        parent = lookup[parent_name] if parent_name else model
+        setattr(parent, child, int8_module(scheme, lookup[name], with_weights))
+
+
+def check_quantization_entry(entry: Any, where: str) -> dict[str, Any]:
+    """Validate the `quantization` entry of a config.json; unknown schemes are refused by name."""
+    if not isinstance(entry, dict):
+        raise CheckpointError(f"{where}: 'quantization' must be an object, got {entry!r}")
+    scheme = entry.get("scheme")
+    if scheme not in SCHEMES:
+        raise CheckpointError(
+            f"{where}: quantization scheme {scheme!r} is not supported by this version of bitdance; "
+            f"supported: {list(SCHEMES)}"
+        )
+    if entry.get("format", QUANT_FORMAT) != QUANT_FORMAT:
+        raise CheckpointError(
+            f"{where}: quantization format {entry.get('format')!r}; supported: [{QUANT_FORMAT}]"
+        )
+    modules = entry.get("modules")
+    if not isinstance(modules, list) or not modules or not all(isinstance(m, str) for m in modules):
+        raise CheckpointError(f"{where}: quantization 'modules' must be a non-empty list of layer names")
+    return entry
+
+
+def release_freed_memory() -> None:
+    """Ask glibc to hand freed heap pages back to the OS (the replaced fp32 layers); no-op elsewhere."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
+def load_quantized(folder: Path, config: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
+    """Build a quantized component from <folder>/config.json (already parsed) + model.safetensors."""
+    folder = Path(folder)
+    where = str(folder / CONFIG_NAME)
+    entry = check_quantization_entry(config.get("quantization"), where)
+    kind = config.get("kind")
+    kinds = component_kinds()
+    if kind not in kinds:
+        raise CheckpointError(f"{where}: unknown component kind {kind!r}; allowed: {sorted(kinds)}")
+    device = torch.device(device)
+    if entry["scheme"] == "int8-dynamic" and device.type != "cpu":
+        raise CheckpointError(
+            f"{where}: scheme int8-dynamic runs on CPU only (PyTorch's quantized CPU kernels); "
+            f"on {device.type} quantize with int8-weight-only"
+        )
+    cfg_cls, mod_cls = kinds[kind]
+    skip = ("kind", "format_version", "quantization")
+    try:
+        cfg = cfg_cls.from_dict({k: v for k, v in config.items() if k not in skip})
+    except (TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: invalid {kind} config: {e}") from None
+    # Built on CPU and swapped right away: the replaced fp32 layers are freed before the weights load.
+    # (The meta device would avoid that transient, but building there imports ~70 MiB of sympy/dynamo.)
+    module = mod_cls(cfg)
+    try:
+        swap_int8_modules(module, entry["modules"], entry["scheme"], with_weights=False)
+    except ValueError as e:
+        raise CheckpointError(f"{where}: {e}") from None
+    release_freed_memory()
+    module = module.to(device)
+    load_into(module, load_weights(folder / WEIGHTS_NAME), source=str(folder / WEIGHTS_NAME))
+    module.quantization = dict(entry)  # type: ignore[assignment]
     return module.eval()

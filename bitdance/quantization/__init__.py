@@ -1,6 +1,6 @@
 """Int8 quantization of BitDance components (see docs/quantization.md)."""
 
-from .int8 import (
+from ..core.int8 import (
     SCHEMES,
     Int8DynamicLinear,
     Int8WeightOnlyConv2d,

@@ -9,7 +9,6 @@ swaps in empty int8 layers (freeing the fp32 ones) and then loads the int8 tenso
 
 from __future__ import annotations
 
-import ctypes
 import fnmatch
 import os
 import shutil
@@ -22,19 +21,16 @@ import torch
 from torch import nn
 
 from ..checkpoint import (
-    CONFIG_NAME,
-    WEIGHTS_NAME,
-    CheckpointError,
-    component_kinds,
+    KEEP_FLOAT,
+    QUANT_FORMAT,
     from_pretrained,
-    load_into,
-    load_weights,
+    load_quantized,
     read_config,
     save_pretrained,
+    swap_int8_modules,
 )
-from .int8 import SCHEMES, check_scheme, int8_module
+from ..core.int8 import check_scheme
 
-QUANT_FORMAT = 1
 # Linear layers of the backbone blocks and of the diffusion head that run every AR step / every NFE.
 # Left fp32: embeddings, norms, the 16-bit-wide input/output layers (proj_in, head input_proj and
 # final_layer.linear: tiny and closest to the bits), text_proj and the time MLP (run once per call /
@@ -49,8 +45,6 @@ GENERATOR_PATTERNS: tuple[str, ...] = (
     "head.net.ada_ln_blocks.*",
     "head.net.final_layer.ada_ln_modulation",
 )
-# Layers whose `.weight.dtype` the model code reads: never quantized, whatever the patterns say.
-KEEP_FLOAT: tuple[str, ...] = ("proj_in.w1", "text_proj", "head.net.time_embed.mlp.0", "decoder.conv_in")
 # Tokenizer decoder convolutions (opt-in, weight-only): everything but the first and last conv.
 DECODER_PATTERNS: tuple[str, ...] = ("decoder.mid_block.*", "decoder.up.*")
 # Tokenizer encoder convolutions (opt-in, weight-only; used by editing only): all but conv_in and the
@@ -80,18 +74,6 @@ def select_modules(model: nn.Module, patterns: Sequence[str], scheme: str) -> li
     return names
 
 
-def _swap(model: nn.Module, names: Sequence[str], scheme: str, with_weights: bool) -> None:
-    lookup = dict(model.named_modules())
-    for name in names:
-        if name not in lookup:
-            raise CheckpointError(f"quantized module {name!r} does not exist in this architecture")
-        if name in KEEP_FLOAT:
-            raise ValueError(f"layer {name!r} must stay float (the model reads its weight dtype)")
-        parent_name, _, child = name.rpartition(".")
-        parent = lookup[parent_name] if parent_name else model
-        setattr(parent, child, int8_module(scheme, lookup[name], with_weights))
-
-
 def quantize_model(
     model: nn.Module, scheme: str, patterns: Sequence[str] | None = None, modules: Sequence[str] | None = None
 ) -> dict[str, Any]:
@@ -109,7 +91,7 @@ def quantize_model(
             patterns = GENERATOR_PATTERNS if isinstance(model, BitDanceTransformer) else DECODER_PATTERNS
         modules = select_modules(model, patterns, scheme)
     with torch.no_grad():
-        _swap(model, list(modules), scheme, with_weights=True)
+        swap_int8_modules(model, list(modules), scheme, with_weights=True)
     info = {
         "scheme": scheme,
         "modules": list(modules),
@@ -118,69 +100,6 @@ def quantize_model(
     }
     model.quantization = info  # type: ignore[assignment]
     return info
-
-
-def check_quantization_entry(entry: Any, where: str) -> dict[str, Any]:
-    """Validate the `quantization` entry of a config.json; unknown schemes are refused by name."""
-    if not isinstance(entry, dict):
-        raise CheckpointError(f"{where}: 'quantization' must be an object, got {entry!r}")
-    scheme = entry.get("scheme")
-    if scheme not in SCHEMES:
-        raise CheckpointError(
-            f"{where}: quantization scheme {scheme!r} is not supported by this version of bitdance; "
-            f"supported: {list(SCHEMES)}"
-        )
-    if entry.get("format", QUANT_FORMAT) != QUANT_FORMAT:
-        raise CheckpointError(
-            f"{where}: quantization format {entry.get('format')!r}; supported: [{QUANT_FORMAT}]"
-        )
-    modules = entry.get("modules")
-    if not isinstance(modules, list) or not modules or not all(isinstance(m, str) for m in modules):
-        raise CheckpointError(f"{where}: quantization 'modules' must be a non-empty list of layer names")
-    return entry
-
-
-def release_freed_memory() -> None:
-    """Ask glibc to hand freed heap pages back to the OS (the replaced fp32 layers); no-op elsewhere."""
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
-
-
-def load_quantized(folder: Path, config: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
-    """Build a quantized component from <folder>/config.json (already parsed) + model.safetensors."""
-    folder = Path(folder)
-    where = str(folder / CONFIG_NAME)
-    entry = check_quantization_entry(config.get("quantization"), where)
-    kind = config.get("kind")
-    kinds = component_kinds()
-    if kind not in kinds:
-        raise CheckpointError(f"{where}: unknown component kind {kind!r}; allowed: {sorted(kinds)}")
-    device = torch.device(device)
-    if entry["scheme"] == "int8-dynamic" and device.type != "cpu":
-        raise CheckpointError(
-            f"{where}: scheme int8-dynamic runs on CPU only (PyTorch's quantized CPU kernels); "
-            f"on {device.type} quantize with int8-weight-only"
-        )
-    cfg_cls, mod_cls = kinds[kind]
-    skip = ("kind", "format_version", "quantization")
-    try:
-        cfg = cfg_cls.from_dict({k: v for k, v in config.items() if k not in skip})
-    except (TypeError, ValueError) as e:
-        raise CheckpointError(f"{where}: invalid {kind} config: {e}") from None
-    # Built on CPU and swapped right away: the replaced fp32 layers are freed before the weights load.
-    # (The meta device would avoid that transient, but building there imports ~70 MiB of sympy/dynamo.)
-    module = mod_cls(cfg)
-    try:
-        _swap(module, entry["modules"], entry["scheme"], with_weights=False)
-    except ValueError as e:
-        raise CheckpointError(f"{where}: {e}") from None
-    release_freed_memory()
-    module = module.to(device)
-    load_into(module, load_weights(folder / WEIGHTS_NAME), source=str(folder / WEIGHTS_NAME))
-    module.quantization = dict(entry)  # type: ignore[assignment]
-    return module.eval()
 
 
 def save_quantized(module: nn.Module, folder: str | os.PathLike) -> Path:
