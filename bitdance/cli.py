@@ -17,10 +17,15 @@ VERBS: dict[str, tuple[str, str]] = {
     "finetune": ("bitdance.training.cli", "fine-tune a model (full or LoRA) on your images"),
     "eval": ("bitdance.evaluation.cli", "evaluate tokenizer / generator quality and adherence"),
     "bench": ("bitdance.evaluation.cli", "speed benchmarks (and --vs-diffusion)"),
-    "quantize": ("bitdance.quantize_cli", "int8 quantization and its report"),
+    "quantize": ("bitdance.commands.quantize", "int8 quantization and its report"),
     "export": ("bitdance.export.cli", "ONNX export"),
     "convert": ("bitdance.convert.cli", "convert official BitDance checkpoints"),
     "serve": ("bitdance.server.cli", "HTTP API server and web page"),
+    "suites": ("bitdance.evaluation.suites", "build the prompt suites; check the scorers on ground truth"),
+    "train-classifier": ("bitdance.evaluation.train_classifier", "train the evaluation scorers' classifiers"),
+    "train-baseline": ("bitdance.evaluation.baseline", "train / sample the diffusion baseline"),
+    "bench-training": ("bitdance.training.throughput", "training throughput (samples/s of full steps)"),
+    "memory-probe": ("bitdance.quantization.probe", "peak memory of a load + generation (quantize --report)"),
 }
 
 

@@ -39,7 +39,6 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "bitdance.server",
             "bitdance.export",
             "bitdance.quantization",
-            "bitdance.quantize_cli",
             "bitdance.training",
             "bitdance.evaluation",
             "bitdance.convert",

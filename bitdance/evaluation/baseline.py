@@ -332,7 +332,7 @@ class DiffusionBaseline:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m bitdance.evaluation.baseline",
+        prog="bitdance train-baseline",
         description="Train / sample the class-conditional UNet diffusion baseline.",
     )
     sub = p.add_subparsers(dest="cmd", required=True)

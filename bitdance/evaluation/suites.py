@@ -255,7 +255,7 @@ def ground_truth_set(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bitdance.evaluation.suites")
+    p = argparse.ArgumentParser(prog="bitdance suites")
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="write the default, paraphrase, emoji-val and shapes-val suites")
     b.add_argument("--out", default=str(assets_dir()))

@@ -199,7 +199,7 @@ def train_emoji(args: argparse.Namespace) -> EvalClassifier:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
-        prog="python -m bitdance.evaluation.train_classifier",
+        prog="bitdance train-classifier",
         description="Train an evaluation classifier (FID_cls features, adherence scorer).",
     )
     p.add_argument("--task", required=True, choices=["fashion", "emoji"])

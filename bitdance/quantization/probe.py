@@ -35,7 +35,7 @@ def _reset_peak() -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bitdance.quantization.probe")
+    p = argparse.ArgumentParser(prog="bitdance memory-probe")
     p.add_argument("folder")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--steps", type=int, default=None)

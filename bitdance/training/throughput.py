@@ -113,9 +113,7 @@ def bench_generator(preset: str, batch: int, steps: int, warmup: int, parallel: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m bitdance.training.throughput", description=__doc__.split("\n")[0]
-    )
+    p = argparse.ArgumentParser(prog="bitdance bench-training", description=__doc__.split("\n")[0])
     p.add_argument("--preset", default="mini", help="tokenizer and generator preset (default mini)")
     p.add_argument("--batch-size", type=int, default=32, help="global batch per step (default 32)")
     p.add_argument("--steps", type=int, default=5, help="timed steps per configuration (default 5)")

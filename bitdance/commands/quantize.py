@@ -16,7 +16,7 @@ EPILOG = """examples:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .quantization import SCHEMES
+    from ..quantization import SCHEMES
 
     p = argparse.ArgumentParser(
         prog="bitdance quantize",
@@ -88,7 +88,7 @@ def parse_batch_sizes(text: str) -> tuple[int, ...]:
 
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
-    from .quantization import SCHEMES
+    from ..quantization import SCHEMES
 
     if args.scheme not in SCHEMES:
         raise ValueError(f"unknown --scheme {args.scheme!r}; supported: {', '.join(SCHEMES)}")
@@ -102,9 +102,9 @@ def main(argv: list[str]) -> int:
     out = Path(args.output)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not args.force:
         raise ValueError(f"output folder {out} exists and is not empty; pass --force to replace it")
-    from .pipeline import BitDancePipeline
-    from .quantization import quantize_pipeline, save_quantized_pipeline
-    from .quantization.model import folder_bytes
+    from ..pipeline import BitDancePipeline
+    from ..quantization import quantize_pipeline, save_quantized_pipeline
+    from ..quantization.model import folder_bytes
 
     pipe = BitDancePipeline.from_pretrained(args.model)
     quantize_pipeline(pipe, args.scheme, decoder=args.decoder, patterns=args.modules, encoder=args.encoder)
@@ -119,7 +119,7 @@ def main(argv: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .quantization.report import ReportOptions, build_report, format_report
+    from ..quantization.report import ReportOptions, build_report, format_report
 
     if args.output:
         raise ValueError("--report does not write a model; drop -o (use --json for the report file)")
@@ -147,7 +147,7 @@ def _report(args: argparse.Namespace) -> int:
     rep = build_report(opts)
     print(format_report(rep))
     if args.json:
-        from .checkpoint import atomic_write_bytes
+        from ..checkpoint import atomic_write_bytes
 
         atomic_write_bytes(Path(args.json), (json.dumps(rep, indent=2) + "\n").encode())
     return 0
