@@ -7,7 +7,6 @@ upward import is still an upward dependency. A module's layer is that of the lon
 from __future__ import annotations
 
 import ast
-from collections import defaultdict
 from pathlib import Path
 
 import pytest

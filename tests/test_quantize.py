@@ -240,8 +240,8 @@ def test_pipeline_folder_round_trip_and_no_half_written_output(tmp_path):
 
 
 def test_decoder_int8_weights_barely_change_images(tiny_tok):
+    from bitdance.evaluation.metrics import psnr
     from bitdance.quantization.model import DECODER_PATTERNS
-    from bitdance.training.image_metrics import psnr
 
     q = copy.deepcopy(tiny_tok)
     names = quantize_model(q, "int8-weight-only", DECODER_PATTERNS)["modules"]

@@ -9,8 +9,8 @@ import torch
 
 from bitdance.configs import get_preset
 from bitdance.data import build_dataset
+from bitdance.evaluation.metrics import bit_usage, psnr, ssim
 from bitdance.training.dist import DistContext
-from bitdance.training.image_metrics import bit_usage, psnr, ssim
 from bitdance.training.loop import LoopConfig, NonFiniteLoss, TrainingStopped, fit
 from bitdance.training.mixture import build_mixture
 from bitdance.training.optim import OptimConfig

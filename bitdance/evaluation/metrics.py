@@ -167,3 +167,23 @@ def bit_statistics(bits_BdHW: torch.Tensor, group_size: int, image_hw: tuple[int
         "group_entropy_max": min(group_size, math.log2(tokens)) if tokens else 0.0,
         "tokens": tokens,
     }
+
+
+def psnr(x_B3HW: torch.Tensor, y_B3HW: torch.Tensor) -> torch.Tensor:
+    """Batch-mean PSNR in dB (`psnr_per_image`, each image capped at 100 dB so equal images stay finite)."""
+    return psnr_per_image(x_B3HW.float(), y_B3HW.float()).clamp_max(100.0).mean()
+
+
+def ssim(x_B3HW: torch.Tensor, y_B3HW: torch.Tensor) -> torch.Tensor:
+    """Batch-mean SSIM (`ssim_per_image`)."""
+    return ssim_per_image(x_B3HW.float(), y_B3HW.float()).mean()
+
+
+def bit_usage(bits_BdHW: torch.Tensor) -> dict[str, float]:
+    """How well the binary code is used: mean per-bit entropy (1.0 = every bit balanced) and the fraction
+    of distinct tokens in the batch (the training monitor; `bit_statistics` is the full report)."""
+    on = (bits_BdHW > 0).float().mean(dim=(0, 2, 3)).clamp(1e-6, 1 - 1e-6)
+    ent = -(on * on.log2() + (1 - on) * (1 - on).log2()).mean()
+    tokens = (bits_BdHW > 0).permute(0, 2, 3, 1).reshape(-1, bits_BdHW.shape[1])
+    distinct = torch.unique(tokens, dim=0).shape[0] / max(1, tokens.shape[0])
+    return {"bit_entropy": float(ent), "distinct_tokens": float(distinct)}

@@ -156,7 +156,7 @@ def _shapes_images(tokenizer: Any, samples: int, seed: int) -> torch.Tensor:
 @torch.no_grad()
 def measure_decoder_psnr(tokenizer: Any, samples: int, seed: int = 0) -> dict[str, Any]:
     """Reconstruct procedural `shapes` images through the fp32 and the int8-weight-only decoder."""
-    from ..training.image_metrics import psnr
+    from ..evaluation.metrics import psnr
 
     images = _shapes_images(tokenizer, samples, seed)
     bits = tokenizer.encode(images)
@@ -179,7 +179,7 @@ def measure_decoder_psnr(tokenizer: Any, samples: int, seed: int = 0) -> dict[st
 def measure_encoder_bits(tokenizer: Any, samples: int, seed: int = 0) -> dict[str, Any]:
     """Encode procedural `shapes` images with the fp32 and the int8-weight-only encoder (the editing path):
     share of equal bits, and the round-trip PSNR through the fp32 decoder with each encoder's bits."""
-    from ..training.image_metrics import psnr
+    from ..evaluation.metrics import psnr
 
     images = _shapes_images(tokenizer, samples, seed)
     bits32 = tokenizer.encode(images)

@@ -3,5 +3,5 @@
 Modules (imported lazily by the CLI; nothing heavy is imported here): `mixture` (data specs, resumable
 sampler), `tokenizer_trainer`, `tokens` (extract-tokens, TokenStore), `generator_trainer`, `finetune`,
 `lora` (`load_lora`), `loop` (`fit`), `checkpoints`, `optim`, `dist`, `progress`, `perceptual`, `gan`,
-`image_metrics`, `throughput`, `cli` (`run_verb`). Guide: docs/training.md.
+`throughput`, `cli` (`run_verb`). Guide: docs/training.md.
 """

@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from ..checkpoint import from_pretrained, save_pretrained
 from ..configs import TokenizerConfig
 from ..data import collate_items
+from ..evaluation.metrics import bit_usage, psnr, ssim
 from ..tokenizer.autoencoder import BinaryAutoencoder
 from ..tokenizer.deepen import deepen_decoder
 from ..tokenizer.quantizer import entropy_losses
@@ -34,7 +35,6 @@ from .dist import (
     wrap_model,
 )
 from .gan import PatchDiscriminator, adaptive_weight, hinge_d_loss, hinge_g_loss
-from .image_metrics import bit_usage, psnr, ssim
 from .loop import NonFiniteLoss, Trainer
 from .mixture import MixtureDataset, StepSampler
 from .optim import EMA, OptimConfig, build_adamw, clip_grad_norm, ema_full_state, set_lr
