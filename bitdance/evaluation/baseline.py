@@ -1,17 +1,18 @@
 """Diffusion baseline: a class-conditional diffusers ``UNet2DModel`` trained on the same data, DDIM sampling.
 
-    python -m bitdance.evaluation.baseline train --budget-minutes 60 --out runs/baseline --match-model M
-    python -m bitdance.evaluation.baseline sample --baseline runs/baseline --steps 20 --out grid.png
+    bitdance train-baseline train --budget-minutes 60 --out runs/baseline --match-model M
+    bitdance train-baseline sample --baseline runs/baseline --steps 20 --out grid.png
 
 Text-free conditioning: on tinted Fashion-MNIST the label is (class, tint) -> class * 9 + tint (tint 0 =
 plain, 1..8 = COLOURS in order), i.e. exactly the information in the captions the BitDance model sees;
 label 90 is the null label used for 10 % label dropout (classifier-free guidance). The width is chosen
 so the parameter count matches the compared generator (``--match-model``) or ``--params``.
 
-Training is time-budgeted and resumable: the budget counts training-loop seconds only (data preparation
-is recorded separately); ``<out>/train_state.pt`` holds the optimizer, EMA, step, elapsed time and RNG
-state; ``<out>/unet/`` (diffusers format, EMA weights) + ``<out>/baseline.json`` are the inference files.
-Rerunning the same command continues until the total budget is spent.
+Training runs on the shared training loop (`bitdance.training.loop.fit`): time-budgeted (training-loop
+seconds; data preparation is recorded separately) and resumable. ``<out>/checkpoints/state-*.pt`` hold
+the optimizer, EMA, step, spent time and RNG state; ``<out>/export/`` (``unet/`` in diffusers format with
+the EMA weights + ``baseline.json``) is the inference folder; ``<out>/run.json`` the recipe. Rerunning the
+same command continues until the total budget is spent.
 """
 
 from __future__ import annotations
@@ -31,11 +32,16 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write_bytes, default_file_mode
+from ..checkpoint import atomic_write_bytes
 from ..data.caption_templates import COLOURS
+from ..training.checkpoints import CheckpointManager
+from ..training.dist import DistContext
+from ..training.loop import LoopConfig, NonFiniteLoss, Trainer, fit
+from ..training.optim import EMA, lr_at, set_lr
 
 TINTS: tuple[str | None, ...] = (None, *COLOURS)
-STATE_NAME, META_NAME, UNET_DIR, DATA_CACHE = "train_state.pt", "baseline.json", "unet", "data_cache.pt"
+META_NAME, UNET_DIR, DATA_CACHE = "baseline.json", "unet", "data_cache.pt"
+EXPORT_DIR, RUN_NAME = "export", "run.json"  # <out>/export/ is the inference folder; run.json the recipe
 WIDTHS = tuple(range(16, 257, 8))
 
 
@@ -112,12 +118,6 @@ def prepare_data(
     return imgs, labels
 
 
-def ema_decay(step: int, target: float) -> float:
-    """EMA decay after ``step`` updates, warmed up as in ``training.optim.EMA`` (min(target, (1+n)/(10+n))):
-    a budget of a few hundred steps must not leave the exported weights mostly at the random init."""
-    return min(target, (1 + step) / (10 + step))
-
-
 def cached_data(path: Path, size: int, tinted: bool, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
     """``prepare_data`` for fashion_mnist, kept in ``path`` so a resumed run skips the minutes of preparation
     (reused only when dataset, size, tint and limit match)."""
@@ -149,133 +149,152 @@ def _save_unet(unet: Any, folder: Path) -> None:
         raise
 
 
-def _save_state(path: Path, state: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, default_file_mode())
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+def build_meta(args: argparse.Namespace) -> dict[str, Any]:
+    """The baseline's description (architecture, conditioning, data), fixed when a run starts."""
+    tinted = not args.no_tint
+    num_labels = 10 * (len(TINTS) if tinted else 1)
+    target = args.params
+    if args.match_model:
+        from ..pipeline import BitDancePipeline
+
+        gen = BitDancePipeline.from_pretrained(args.match_model).generator
+        target = sum(p.numel() for p in gen.parameters())
+    width = args.width if args.width else width_for_params(target, num_labels, args.size)[0]
+    return {
+        "format": "bitdance-diffusion-baseline",
+        "width": width,
+        "num_labels": num_labels,
+        "null_label": num_labels,
+        "tinted": tinted,
+        "dataset": "fashion_mnist",
+        "size": args.size,
+        "scheduler": scheduler_config(),
+        "target_params": target,
+        "match_model": args.match_model,
+        "conditioning": "class*9+tint (tint 0 = plain, 1..8 = COLOURS order)" if tinted else "class",
+    }
+
+
+class BaselineTrainer(Trainer):
+    """DDPM training of the baseline UNet (epsilon prediction, MSE, AdamW, EMA) as a `training.loop` trainer:
+    the shared loop brings resume, the time budget, checkpoints, the metrics log and the export."""
+
+    def __init__(
+        self, meta: dict[str, Any], images: torch.Tensor, labels: torch.Tensor, args: argparse.Namespace
+    ) -> None:
+        from diffusers import DDPMScheduler
+
+        self.meta, self.images, self.labels = meta, images, labels
+        self.batch_size, self.lr, self.warmup = args.batch_size, args.lr, args.warmup
+        self.label_dropout = args.label_dropout
+        self.global_batch = args.batch_size
+        self.unet = build_unet(meta["width"], meta["num_labels"], meta["size"]).train()
+        self.ema = EMA(self.unet, args.ema)
+        self.optimizer = torch.optim.AdamW(self.unet.parameters(), lr=args.lr, weight_decay=0.0)
+        self.gen = torch.Generator().manual_seed(args.seed)
+        self.scheduler = DDPMScheduler(**meta["scheduler"])
+
+    def train_step(self, step: int) -> dict[str, float]:
+        g = self.gen
+        idx = torch.randint(0, len(self.images), (self.batch_size,), generator=g)
+        x = self.images[idx].float() / 127.5 - 1
+        y = self.labels[idx].clone()
+        y[torch.rand(len(y), generator=g) < self.label_dropout] = self.meta["null_label"]
+        noise = torch.randn(x.shape, generator=g)
+        t = torch.randint(0, self.scheduler.config.num_train_timesteps, (len(x),), generator=g)
+        pred = self.unet(self.scheduler.add_noise(x, noise, t), t, class_labels=y).sample
+        loss = F.mse_loss(pred, noise)
+        if not torch.isfinite(loss):
+            raise NonFiniteLoss(f"non-finite loss at step {step}")
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        set_lr(
+            self.optimizer, lr_at(step, self.lr, step + 1, self.warmup, min_ratio=1.0)
+        )  # warm-up, then flat
+        self.optimizer.step()
+        self.ema.update(self.unet)
+        return {"loss": float(loss.detach())}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "kind": "diffusion-baseline",
+            "meta": json.dumps(self.meta, sort_keys=True),
+            "model": self.unet.state_dict(),
+            "ema": self.ema.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "rng": self.gen.get_state(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        if state.get("kind") != "diffusion-baseline":
+            raise ValueError(f"checkpoint holds a {state.get('kind')!r} run, not a diffusion-baseline run")
+        if state["meta"] != json.dumps(self.meta, sort_keys=True):
+            raise ValueError("checkpoint was made with another baseline architecture/data; use a new --out")
+        self.unet.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.gen.set_state(state["rng"])
+
+    def export(self, folder: Path) -> Path:
+        """EMA weights as a diffusers folder + baseline.json (what `DiffusionBaseline` loads)."""
+        ema_unet = copy.deepcopy(self.unet).eval()
+        self.ema.copy_to(ema_unet)
+        folder.mkdir(parents=True, exist_ok=True)
+        _save_unet(ema_unet, folder / UNET_DIR)
+        meta = {**self.meta, "params": sum(p.numel() for p in self.unet.parameters())}
+        meta["steps"] = self.ema.num_updates
+        atomic_write_bytes(folder / META_NAME, (json.dumps(meta, indent=2) + "\n").encode())
+        return folder
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:
-    """Time-budgeted, resumable DDPM training (epsilon prediction, MSE, AdamW, EMA)."""
+    """Time-budgeted, resumable DDPM training on the shared training loop (`bitdance.training.loop.fit`)."""
     _quiet_diffusers()
-    from diffusers import DDPMScheduler
-
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    state_path, meta_path = out / STATE_NAME, out / META_NAME
     budget = args.budget_minutes * 60.0
     if budget <= 0:
         raise ValueError(f"--budget-minutes must be positive, got {args.budget_minutes}")
-    tinted = not args.no_tint
-    num_labels = 10 * (len(TINTS) if tinted else 1)
-    meta: dict[str, Any]
-    if state_path.is_file():
-        state = torch.load(state_path, map_location="cpu", weights_only=True)
-        meta = json.loads(meta_path.read_text())
-        print(f"resuming at step {state['step']} ({state['elapsed']:.0f} s of {budget:.0f} s used)")
-    else:
-        state = None
-        target = args.params
-        if args.match_model:
-            from ..pipeline import BitDancePipeline
-
-            gen = BitDancePipeline.from_pretrained(args.match_model).generator
-            target = sum(p.numel() for p in gen.parameters())
-        width, params = (args.width, None) if args.width else width_for_params(target, num_labels, args.size)
-        meta = {
-            "format": "bitdance-diffusion-baseline",
-            "width": width,
-            "num_labels": num_labels,
-            "null_label": num_labels,
-            "tinted": tinted,
-            "dataset": "fashion_mnist",
-            "size": args.size,
-            "scheduler": scheduler_config(),
-            "target_params": target,
-            "match_model": args.match_model,
-            "conditioning": "class*9+tint (tint 0 = plain, 1..8 = COLOURS order)" if tinted else "class",
-        }
-    meta.update(
-        budget_seconds=budget,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        label_dropout=args.label_dropout,
-        ema=args.ema,
-        command="python -m bitdance.evaluation.baseline " + " ".join(args.argv),
-    )
-    if state is not None and state["elapsed"] >= budget:
-        print(f"budget already spent ({state['elapsed']:.0f} s >= {budget:.0f} s); nothing to do")
-        return meta
+    meta = build_meta(args)
+    found = CheckpointManager(out / "checkpoints", args.keep_last).latest()
+    if found is not None:
+        meta = json.loads(found[0]["meta"])  # a resumed run keeps the architecture it started with
+        spent = float(found[0].get("loop_elapsed_s", 0.0))
+        if spent >= budget:
+            print(f"budget already spent ({spent:.0f} s >= {budget:.0f} s); nothing to do")
+            return meta
+        print(f"resuming at step {found[0]['step']} ({spent:.0f} s of {budget:.0f} s used)")
     t_data = time.perf_counter()
     images, labels = cached_data(out / DATA_CACHE, meta["size"], meta["tinted"], args.limit)
-    meta["data_seconds"], meta["train_items"] = round(time.perf_counter() - t_data, 1), len(images)
-    unet = build_unet(meta["width"], meta["num_labels"], meta["size"])
-    meta["params"] = sum(p.numel() for p in unet.parameters())
-    ema = copy.deepcopy(unet).requires_grad_(False)
-    opt = torch.optim.AdamW(unet.parameters(), lr=args.lr, weight_decay=0.0)
-    gen = torch.Generator().manual_seed(args.seed)
-    step, elapsed = 0, 0.0
-    if state is not None:
-        unet.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["optimizer"])
-        gen.set_state(state["rng"])
-        step, elapsed = state["step"], state["elapsed"]
-    sched = DDPMScheduler(**meta["scheduler"])
-    unet.train()
-
-    def checkpoint() -> None:
-        _save_state(
-            state_path,
-            {
-                "model": unet.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": opt.state_dict(),
-                "rng": gen.get_state(),
-                "step": step,
-                "elapsed": elapsed,
-            },
-        )
-        _save_unet(ema, out / UNET_DIR)
-        meta.update(steps=step, train_seconds=round(elapsed, 1))
-        atomic_write_bytes(meta_path, (json.dumps(meta, indent=2) + "\n").encode())
-
-    last_ckpt = seg_start = time.perf_counter()
-    base_elapsed = elapsed
-    while elapsed < budget:
-        idx = torch.randint(0, len(images), (args.batch_size,), generator=gen)
-        x = images[idx].float() / 127.5 - 1
-        y = labels[idx].clone()
-        y[torch.rand(len(y), generator=gen) < args.label_dropout] = meta["null_label"]
-        noise = torch.randn(x.shape, generator=gen)
-        t = torch.randint(0, sched.config.num_train_timesteps, (len(x),), generator=gen)
-        loss = F.mse_loss(unet(sched.add_noise(x, noise, t), t, class_labels=y).sample, noise)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        for g in opt.param_groups:  # linear warm-up
-            g["lr"] = args.lr * min(1.0, (step + 1) / args.warmup)
-        opt.step()
-        with torch.no_grad():
-            decay = ema_decay(step, args.ema)
-            for pe, p in zip(ema.parameters(), unet.parameters()):
-                pe.lerp_(p, 1 - decay)
-        step += 1
-        elapsed = base_elapsed + time.perf_counter() - seg_start
-        if step % 50 == 0:
-            print(f"step {step} loss {loss.item():.4f} {elapsed:.0f}/{budget:.0f} s", flush=True)
-        if time.perf_counter() - last_ckpt > args.ckpt_minutes * 60:
-            checkpoint()
-            last_ckpt = time.perf_counter()
-    checkpoint()
-    print(f"done: {step} steps in {elapsed:.0f} s; wrote {out / UNET_DIR} and {state_path}")
-    return meta
+    data_seconds = round(time.perf_counter() - t_data, 1)
+    trainer = BaselineTrainer(meta, images, labels, args)
+    loop = LoopConfig(
+        steps=10**9,  # the time budget ends the run
+        out=out,
+        log_every=50,
+        ckpt_every=args.ckpt_every,
+        keep_last=args.keep_last,
+        resume=found is not None,
+        progress=False,
+        time_budget_s=budget,
+    )
+    summary = fit(trainer, loop, DistContext())
+    run = {
+        **meta,
+        "budget_seconds": budget,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "label_dropout": args.label_dropout,
+        "ema": args.ema,
+        "command": "bitdance train-baseline " + " ".join(args.argv),
+        "data_seconds": data_seconds,
+        "train_items": len(images),
+        "steps": summary["step"],
+        "train_seconds": round(summary["loop_elapsed_s"], 1),
+    }
+    atomic_write_bytes(out / RUN_NAME, (json.dumps(run, indent=2) + "\n").encode())
+    print(f"done: {summary['step']} steps in {summary['loop_elapsed_s']:.0f} s; wrote {out / EXPORT_DIR}")
+    return run
 
 
 class DiffusionBaseline:
@@ -283,11 +302,13 @@ class DiffusionBaseline:
 
     def __init__(self, folder: str | os.PathLike) -> None:
         folder = Path(folder)
+        if (folder / EXPORT_DIR / META_NAME).is_file():  # a run folder: its export
+            folder = folder / EXPORT_DIR
         meta_path = folder / META_NAME
         if not meta_path.is_file() or not (folder / UNET_DIR).is_dir():
             raise FileNotFoundError(
                 f"{folder} is not a trained baseline (needs {META_NAME} and {UNET_DIR}/); train "
-                "one with: python -m bitdance.evaluation.baseline train --out FOLDER"
+                "one with: bitdance train-baseline train --out FOLDER"
             )
         _quiet_diffusers()
         from diffusers import DDIMScheduler, UNet2DModel
@@ -350,7 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--ema", type=float, default=0.999)
     t.add_argument("--label-dropout", type=float, default=0.1)
     t.add_argument("--limit", type=int, help="use only the first N training items (tests)")
-    t.add_argument("--ckpt-minutes", type=float, default=5.0)
+    t.add_argument("--ckpt-every", type=int, default=500, help="steps between checkpoints (default 500)")
+    t.add_argument("--keep-last", type=int, default=2, help="checkpoints kept (default 2)")
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int)
     s = sub.add_parser("sample", help="write a PNG grid of samples (one per label)")

@@ -76,6 +76,9 @@ class LoopConfig:
     progress: bool = True
     export: bool = True
     stop_at: int | None = None  # stop after this step (checkpoint + export) without changing the schedule
+    # Stop once this many seconds of training-loop time have been spent over all (resumed) runs; the time
+    # spent so far travels in the checkpoint as `loop_elapsed_s`. None: no budget.
+    time_budget_s: float | None = None
 
     @property
     def end(self) -> int:
@@ -94,6 +97,8 @@ class LoopConfig:
             isinstance(self.stop_at, bool) or not isinstance(self.stop_at, int) or self.stop_at < 1
         ):
             raise ValueError(f"--stop-at must be a positive integer, got {self.stop_at!r}")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ValueError(f"the time budget must be positive, got {self.time_budget_s!r} s")
 
 
 def _due(done: int, every: int, fallback: int, last: int) -> bool:
@@ -107,7 +112,7 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
     lc.check()
     out = Path(lc.out)
     ckpts = CheckpointManager(out / "checkpoints", lc.keep_last)
-    start = 0
+    start, spent = 0, 0.0
     bar = ProgressBar(
         lc.steps, 0, trainer.global_batch, enabled=ctx.is_main and lc.progress, messages=ctx.is_main
     )
@@ -117,6 +122,7 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
             state, path = found
             trainer.load_state_dict(state)
             start = int(state["step"])
+            spent = float(state.get("loop_elapsed_s", 0.0))
             bar.message(f"resumed from {path} (step {start})")
         else:
             bar.message(f"no checkpoint in {out / 'checkpoints'}; starting from scratch")
@@ -136,6 +142,13 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
     exported = None
     t_last, n_last = time.perf_counter(), start
     end = lc.end
+    budget = lc.time_budget_s
+    if budget is not None and ctx.world_size > 1:
+        raise ValueError("a training time budget runs in a single process (ranks would disagree on the end)")
+    if budget is not None and spent >= budget:
+        bar.message(f"time budget already spent ({spent:.0f} s >= {budget:.0f} s); nothing to train")
+        end = start
+    t_segment = time.perf_counter()
     for step in range(start, end):
         try:
             metrics = trainer.train_step(step)
@@ -146,6 +159,9 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
                 "with --resume to continue from that checkpoint"
             ) from None
         done = step + 1
+        elapsed = spent + time.perf_counter() - t_segment
+        if budget is not None and elapsed >= budget:
+            end = done  # the budget ends the run here: evaluate, sample, checkpoint and export as at the end
         bar.update(done, metrics)
         if done % lc.log_every == 0 or done == end or done == start + 1:
             now = time.perf_counter()
@@ -162,7 +178,7 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
             if path is not None and ctx.is_main:
                 bar.message(f"samples: {path}")
         if done % lc.ckpt_every == 0 or done == end:
-            state = trainer.state_dict()  # collective under FSDP: every rank calls it
+            state = {**trainer.state_dict(), "loop_elapsed_s": elapsed}  # collective under FSDP
             if ctx.is_main:
                 last_good = ckpts.save(state, done)
             if lc.export:
@@ -170,10 +186,13 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
             if ctx.is_main:
                 plot_metrics(out / "metrics.jsonl", out / "loss.png")
             ctx.barrier()
+        if done == end:
+            break
     if start >= end and lc.export:
         exported = trainer.export(out / "export") or exported
     return {
         "step": max(start, end),
+        "loop_elapsed_s": spent + (time.perf_counter() - t_segment if end > start else 0.0),
         "metrics": metrics,
         "checkpoint": str(last_good) if last_good else None,
         "export": str(exported) if exported else None,
