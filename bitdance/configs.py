@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 
 def _check(cond: bool, msg: str) -> None:
@@ -22,6 +22,9 @@ class _Config:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206
+        renamed = getattr(cls, "RENAMED", {})
+        # config.json files written before a field was renamed keep loading under the new name
+        data = {renamed.get(k, k) if renamed.get(k) not in data else k: v for k, v in data.items()}
         names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
         unknown = sorted(set(data) - names - {"kind", "format_version"})
         if unknown:
@@ -87,6 +90,8 @@ class TokenizerConfig(_Config):
 class GeneratorConfig(_Config):
     """Next-patch autoregressive transformer + binary diffusion head."""
 
+    RENAMED: ClassVar[dict[str, str]] = {"head_dim": "head_width", "head_head_dim": "head_attn_dim"}
+
     # token grid
     latent_bits: int = 16
     grid_size: tuple[int, int] = (4, 4)  # (h, w) tokens of the training resolution
@@ -109,10 +114,10 @@ class GeneratorConfig(_Config):
     parallel_nums: tuple[int, ...] = ()  # supported P values (empty = only parallel_num)
     # diffusion head
     head_type: str = "attention"  # "mlp" (per token, P = 1 only) | "attention" (joint over the patch)
-    head_dim: int = 64
+    head_width: int = 64  # hidden width of the diffusion head (was `head_dim`)
     head_depth: int = 2
     head_adaln_groups: int = 1
-    head_head_dim: int = 64  # attention head width inside the diffusion head
+    head_attn_dim: int = 64  # size of one attention head inside the diffusion head (was `head_head_dim`)
     head_bounded: bool = False  # x-prediction passed through 2*sigmoid(.)-1 (official T2I head)
     head_pos: str = "learned"  # target-position embedding for the head: "learned" | "sincos"
     P_mean: float = -0.8
@@ -132,7 +137,7 @@ class GeneratorConfig(_Config):
         _check(self.dim % self.n_head == 0, f"dim {self.dim} must be divisible by n_head {self.n_head}")
         _check(
             (self.dim // self.n_head) % 4 == 0,
-            "backbone head_dim (dim/n_head) must be divisible by 4 (2-D RoPE)",
+            "the attention head size dim/n_head must be divisible by 4 (2-D RoPE)",
         )
         _check(
             self.head_type in ("mlp", "attention"),
@@ -147,8 +152,8 @@ class GeneratorConfig(_Config):
             "head_depth must be a multiple of head_adaln_groups",
         )
         _check(
-            self.head_type == "mlp" or self.head_dim % self.head_head_dim == 0,
-            "head_dim must be a multiple of head_head_dim",
+            self.head_type == "mlp" or self.head_width % self.head_attn_dim == 0,
+            "head_width must be a multiple of head_attn_dim",
         )
         for p in self.supported_parallel:
             validate_parallel_num(p, self.grid_size)
@@ -228,7 +233,7 @@ def _official_imagenet(
         cls_token_num=64,
         parallel_num=p,
         head_type="mlp" if p == 1 else "attention",
-        head_dim=dim,
+        head_width=dim,
         head_depth=head_depth,
         head_adaln_groups=adaln,
         diff_batch_mul=4,
@@ -247,7 +252,7 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
         cls_token_num=2,
         parallel_num=4,
         parallel_nums=(1, 4, 16),
-        head_dim=64,
+        head_width=64,
         head_depth=2,
         head_adaln_groups=1,
         diff_batch_mul=2,
@@ -264,7 +269,7 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
         text_len=8,
         parallel_num=4,
         parallel_nums=(1, 4, 16),
-        head_dim=64,
+        head_width=64,
         head_depth=2,
         diff_batch_mul=2,
     ),
@@ -281,7 +286,7 @@ GENERATOR_PRESETS: dict[str, GeneratorConfig] = {
         text_len=20,  # MiniLM tokens incl. [CLS]/[SEP]: fits 99.99% of the template captions (12 cut 22%)
         parallel_num=4,
         parallel_nums=(1, 4, 16),
-        head_dim=256,
+        head_width=256,
         head_depth=3,
         head_adaln_groups=1,
         diff_batch_mul=4,

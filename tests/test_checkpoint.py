@@ -36,7 +36,7 @@ def test_mismatched_weights_name_the_key(tmp_path, tiny_gen):
     save_pretrained(tiny_gen, tmp_path / "gen")
     cfg = json.loads((tmp_path / "gen" / "config.json").read_text())
     cfg["dim"] = 128
-    cfg["head_dim"] = 128
+    cfg["head_width"] = 128
     (tmp_path / "gen" / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(
         CheckpointError, match=r"shape mismatch .*emb_norm.weight: expected \(128,\), got \(64,\)"

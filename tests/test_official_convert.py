@@ -209,7 +209,7 @@ def test_config_inferred_from_shapes_matches_args(name):
         "cls_token_num",
         "parallel_num",
         "head_type",
-        "head_dim",
+        "head_width",
         "head_depth",
         "head_adaln_groups",
         "ffn_hidden",
@@ -264,7 +264,7 @@ def _synthetic(
         num_classes=5,
         parallel_num=p,
         head_type="attention",
-        head_dim=64,
+        head_width=64,
         head_depth=2,
     )
     gen = BitDanceTransformer(cfg).eval()

@@ -193,7 +193,7 @@ def _write_official_folder(dst: Path, hidden: int, parallel_num: int) -> Path:
         num_hidden_layers=2,
         num_attention_heads=2,
         num_key_value_heads=1,
-        head_dim=hidden // 2,
+        head_width=hidden // 2,
         vocab_size=len(fast),
         max_position_embeddings=1024,
         tie_word_embeddings=False,

@@ -120,11 +120,11 @@ class BitDanceTransformer(nn.Module):
         self.head = DiffusionHead(
             cfg.latent_bits,
             d,
-            cfg.head_dim,
+            cfg.head_width,
             cfg.head_depth,
             cfg.head_adaln_groups,
             cfg.head_type,
-            cfg.head_head_dim,
+            cfg.head_attn_dim,
             cfg.head_bounded,
             cfg.P_mean,
             cfg.P_std,
