@@ -21,9 +21,7 @@ import copy
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -31,7 +29,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write_bytes, default_file_mode
+from ..core.atomic import atomic_folder, atomic_write_bytes, atomic_write_with
 from ..data.caption_templates import COLOURS
 
 TINTS: tuple[str | None, ...] = (None, *COLOURS)
@@ -135,31 +133,12 @@ def cached_data(path: Path, size: int, tinted: bool, limit: int | None) -> tuple
 
 def _save_unet(unet: Any, folder: Path) -> None:
     """diffusers save_pretrained into a temp folder, then swap it in (never a half-written folder)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_folder(folder) as tmp:
         unet.save_pretrained(tmp, safe_serialization=True)
-        old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            folder.replace(old)
-        tmp.replace(folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def _save_state(path: Path, state: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, default_file_mode())
-    os.close(fd)
-    try:
-        torch.save(state, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
 
 def train(args: argparse.Namespace) -> dict[str, Any]:

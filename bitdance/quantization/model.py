@@ -12,8 +12,6 @@ from __future__ import annotations
 import ctypes
 import fnmatch
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +30,7 @@ from ..checkpoint import (
     read_config,
     save_pretrained,
 )
+from ..core.atomic import atomic_folder
 from .int8 import SCHEMES, check_scheme, int8_module
 
 QUANT_FORMAT = 1
@@ -230,19 +229,11 @@ def save_quantized_pipeline(pipe: Any, folder: str | os.PathLike, overwrite: boo
         raise ValueError(
             f"output folder {folder} exists and is not empty; pass overwrite (--force) to replace it"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
+    with atomic_folder(folder) as tmp:  # the old folder stays until the new one is complete
         pipe.save_pretrained(tmp)
         for sub, comp in (("generator", pipe.generator), ("tokenizer", pipe.tokenizer)):
             if getattr(comp, "quantization", None):
                 save_quantized(comp, tmp / sub)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 
