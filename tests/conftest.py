@@ -62,3 +62,8 @@ def tiny_tok():
 
     torch.manual_seed(0)
     return BinaryAutoencoder(get_preset("tokenizer", "tiny")).eval()
+
+
+def pytest_configure(config):  # noqa: ANN001, ANN201
+    if IN_CI and "s" not in config.option.reportchars:
+        config.option.reportchars += "s"  # CI lists the (allowed) skips with their reasons
