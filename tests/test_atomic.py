@@ -63,7 +63,7 @@ WRITER = textwrap.dedent(
             for f in files:
                 (tmp / f).parent.mkdir(parents=True, exist_ok=True)
                 with open(tmp / f, "wb") as fh:
-                    for _ in range(3):
+                    for _ in range(4):
                         step()
                         fh.write(f"{gen}\\n".encode().ljust(16384, b"."))
         print(f"wrote {gen}", flush=True)
