@@ -8,7 +8,6 @@ from __future__ import annotations
 import ctypes
 import json
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .configs import GeneratorConfig, TokenizerConfig
+from .core.atomic import (
+    atomic_folder,
+    atomic_write_bytes,
+    atomic_write_with,
+    default_file_mode,  # noqa: F401  (re-exported for older call sites)
+)
 from .core.int8 import SCHEMES, int8_module
 
 CONFIG_NAME = "config.json"
@@ -51,53 +56,19 @@ def kind_of(module: nn.Module) -> str:
     raise TypeError(f"cannot save {type(module).__name__}: not a BitDance component")
 
 
-def default_file_mode() -> int:
-    """The mode a plain ``open(path, "w")`` would give a new file (0o666 minus the umask); mkstemp's
-    temp files are 0o600, which would make every atomically written output private to its owner."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write via a temp file in the same folder + rename, so a crash never leaves a partial file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.fchmod(fd, default_file_mode())
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
 def save_state_dict(
     state: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None
 ) -> None:
     """Atomic safetensors write (tensors made contiguous and de-aliased)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, tmp, metadata=metadata)
-        os.chmod(tmp, default_file_mode())  # safetensors recreates the file
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    tensors = {k: v.detach().contiguous().clone() for k, v in state.items()}
+    atomic_write_with(Path(path), lambda tmp: save_file(tensors, str(tmp), metadata=metadata))
 
 
 def save_pretrained(
     module: nn.Module, folder: str | os.PathLike, extra: dict[str, Any] | None = None
 ) -> Path:
-    """Write config.json (with `kind`) and model.safetensors for a tokenizer or generator."""
+    """Write config.json (with `kind`) and model.safetensors for a tokenizer or generator; the folder is
+    replaced atomically (``core.atomic.atomic_folder``), never left half-written."""
     folder = Path(folder)
     kind = kind_of(module)
     quant = getattr(module, "quantization", None)
@@ -108,8 +79,9 @@ def save_pretrained(
         **({"quantization": quant} if quant else {}),
         **(extra or {}),
     }
-    save_state_dict(module.state_dict(), folder / WEIGHTS_NAME, metadata={"kind": kind})
-    atomic_write_bytes(folder / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
+    with atomic_folder(folder, keep_others=True) as tmp:  # other files in the folder are kept
+        save_state_dict(module.state_dict(), tmp / WEIGHTS_NAME, metadata={"kind": kind})
+        atomic_write_bytes(tmp / CONFIG_NAME, (json.dumps(config, indent=2) + "\n").encode())
     return folder
 
 

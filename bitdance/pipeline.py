@@ -28,6 +28,7 @@ from PIL import Image
 from . import __version__, editing
 from .checkpoint import CheckpointError, atomic_write_bytes, from_pretrained, save_pretrained
 from .configs import TOKENIZER_PRESETS, get_preset
+from .core.atomic import atomic_folder
 from .generator.patches import from_sequence
 from .generator.text_encoder import build_text_encoder, check_prompts
 from .generator.transformer import BitDanceTransformer, Condition, TextCondition
@@ -203,7 +204,11 @@ class BitDancePipeline(editing.EditingMixin):
         )
 
     def save_pretrained(self, folder: str | os.PathLike) -> Path:
-        folder = Path(folder)
+        with atomic_folder(folder, keep_others=True) as tmp:  # complete old or new folder, never a mix
+            self._write_folder(tmp)
+        return Path(folder)
+
+    def _write_folder(self, folder: Path) -> None:
         save_pretrained(self.tokenizer, folder / "tokenizer")
         save_pretrained(self.generator, folder / "generator")
         te = None
@@ -221,7 +226,6 @@ class BitDancePipeline(editing.EditingMixin):
             "class_names": self.class_names,
         }
         atomic_write_bytes(folder / INDEX_NAME, (json.dumps(index, indent=2) + "\n").encode())
-        return folder
 
     def _hash(self) -> str:
         import hashlib

@@ -6,8 +6,7 @@ import torch
 from bitdance.pipeline import BitDancePipeline, models_dir
 
 SHIPPED = models_dir() / "bitdance-mini"
-pytestmark = [
-    pytest.mark.slow,
+pytestmark = [  # the fast suite runs these (a few seconds); only the adherence check is slow
     pytest.mark.skipif(not (SHIPPED / "model_index.json").is_file(), reason="bitdance-mini not shipped"),
 ]
 
@@ -35,6 +34,7 @@ def test_deterministic_png_bytes_and_batch_independent(pipe, p):
     assert a.images[0].size == (32, 32)
 
 
+@pytest.mark.slow
 def test_small_adherence_check(pipe):
     """Fashion colour prompts from the default suite: the scorer must accept most images.
 

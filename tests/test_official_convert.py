@@ -121,7 +121,8 @@ def test_cli_tokenizer_and_check_mode(tmp_path, capsys):
     )
     tok = from_pretrained(tmp_path / "o" / "tokenizer")
     ref = load_official_tokenizer(FIX / "ae.safetensors", FIX / "ae_config.json")
-    x = torch.rand(1, 3, 8, 8) * 2 - 1
+    side = 4 * ref.downsample  # a 4x4 latent grid at the checkpoint's own downsampling factor
+    x = torch.rand(1, ref.config.in_channels, side, side) * 2 - 1
     with torch.no_grad():
         assert torch.equal(tok.encode(x), ref.encode(x))
         bits = tok.encode(x)

@@ -50,6 +50,7 @@ def browser():
         b.close()
 
 
+@pytest.mark.browser_smoke  # the default test run (and CI) includes this one
 def test_type_prompt_generate_and_see_the_image(browser):
     app = create_app(tiny_pipe(), ServerConfig())
     with live_server(app) as url:

@@ -22,9 +22,7 @@ import copy
 import io
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -32,7 +30,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..checkpoint import atomic_write_bytes
+from ..core.atomic import atomic_folder, atomic_write_bytes
 from ..data.caption_templates import COLOURS
 from ..training.checkpoints import CheckpointManager
 from ..training.dist import DistContext
@@ -135,18 +133,8 @@ def cached_data(path: Path, size: int, tinted: bool, limit: int | None) -> tuple
 
 def _save_unet(unet: Any, folder: Path) -> None:
     """diffusers save_pretrained into a temp folder, then swap it in (never a half-written folder)."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}."))
-    try:
+    with atomic_folder(folder) as tmp:
         unet.save_pretrained(tmp, safe_serialization=True)
-        old = folder.with_name(f".{folder.name}.old")
-        if folder.exists():
-            folder.replace(old)
-        tmp.replace(folder)
-        shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 def build_meta(args: argparse.Namespace) -> dict[str, Any]:
@@ -208,9 +196,8 @@ class BaselineTrainer(Trainer):
             raise NonFiniteLoss(f"non-finite loss at step {step}")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        set_lr(
-            self.optimizer, lr_at(step, self.lr, step + 1, self.warmup, min_ratio=1.0)
-        )  # warm-up, then flat
+        # linear warm-up, then a flat rate (the time budget, not a step count, sets the run length)
+        set_lr(self.optimizer, lr_at(step, self.lr, step + 1, self.warmup, min_ratio=1.0))
         self.optimizer.step()
         self.ema.update(self.unet)
         return {"loss": float(loss.detach())}

@@ -15,8 +15,6 @@ import contextlib
 import io
 import json
 import os
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +24,7 @@ import torch
 
 from .. import __version__
 from ..configs import validate_parallel_num
+from ..core.atomic import atomic_folder
 from ..generator.patches import order_for
 from ..generator.transformer import attention_groups
 from . import wrappers
@@ -127,16 +126,8 @@ def export_onnx(
     folder = Path(folder)
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())) and not overwrite:
         raise ValueError(f"output folder {folder} exists and is not empty; pass --force to replace it")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
+    with atomic_folder(folder) as tmp:  # the old folder stays until the new one is complete
         _write_all(pipe, tmp, grid, p, opset, Dim)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

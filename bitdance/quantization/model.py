@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import shutil
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from ..checkpoint import (
     save_pretrained,
     swap_int8_modules,
 )
+from ..core.atomic import atomic_folder
 from ..core.int8 import check_scheme
 
 # Linear layers of the backbone blocks and of the diffusion head that run every AR step / every NFE.
@@ -149,19 +148,11 @@ def save_quantized_pipeline(pipe: Any, folder: str | os.PathLike, overwrite: boo
         raise ValueError(
             f"output folder {folder} exists and is not empty; pass overwrite (--force) to replace it"
         )
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
+    with atomic_folder(folder) as tmp:  # the old folder stays until the new one is complete
         pipe.save_pretrained(tmp)
         for sub, comp in (("generator", pipe.generator), ("tokenizer", pipe.tokenizer)):
             if getattr(comp, "quantization", None):
                 save_quantized(comp, tmp / sub)
-        if folder.exists():
-            shutil.rmtree(folder)
-        os.replace(tmp, folder)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

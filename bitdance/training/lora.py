@@ -17,6 +17,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.atomic import atomic_folder
+
 # Backbone attention + SwiGLU projections, the text projection (the prompt pathway of new captions) and the
 # diffusion head's condition embedding, attention and MLP projections.
 DEFAULT_TARGETS = (
@@ -76,13 +78,8 @@ def save_adapter(
     peft_model: nn.Module, folder: str | os.PathLike, base_hash: str, extra: dict | None = None
 ) -> Path:
     """peft's adapter files + our metadata, written into a temp folder then renamed into place."""
-    import shutil
-    import tempfile
-
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=folder.parent, prefix=f".{folder.name}.", suffix=".tmp"))
-    try:
+    with atomic_folder(folder) as tmp:
         peft_model.save_pretrained(str(tmp))
         base = peft_model.get_base_model()
         meta = {
@@ -94,16 +91,6 @@ def save_adapter(
             **(extra or {}),
         }
         (tmp / META_NAME).write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
-        old = None
-        if folder.exists():
-            old = folder.with_name(f".{folder.name}.old-{os.getpid()}")
-            os.replace(folder, old)
-        os.replace(tmp, folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return folder
 
 

@@ -14,6 +14,8 @@ from typing import Any, TextIO
 
 import torch
 
+from ..core.atomic import atomic_write_bytes, atomic_write_with
+
 
 def format_seconds(s: float) -> str:
     if not math.isfinite(s) or s < 0:
@@ -132,9 +134,7 @@ class MetricsLog:
                     keep.append(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a kill
-        tmp = self.path.with_name(f".{self.path.name}.tmp")
-        tmp.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
-        tmp.replace(self.path)
+        atomic_write_bytes(self.path, "".join(k + "\n" for k in keep).encode("utf-8"))
 
 
 def read_metrics(path: str | os.PathLike, kind: str | None = "train") -> list[dict[str, Any]]:
@@ -209,10 +209,10 @@ def plot_metrics(
         ax2.set_title("held-out metrics")
     fig.tight_layout()
     out_png = Path(out_png)
-    tmp = out_png.with_name(f".{out_png.name}.tmp.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
-    tmp.replace(out_png)
+    try:
+        atomic_write_with(out_png, lambda tmp: fig.savefig(tmp, dpi=80, format="png"))
+    finally:
+        plt.close(fig)
     return out_png
 
 
@@ -234,7 +234,5 @@ def save_grid(images_B3HW: torch.Tensor, path: str | os.PathLike, ncol: int = 8,
         img = img.resize((img.width * scale, img.height * scale), Image.Resampling.NEAREST)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    img.save(tmp, format="PNG")
-    tmp.replace(path)
+    atomic_write_with(path, lambda tmp: img.save(tmp, format="PNG"))
     return path

@@ -20,13 +20,13 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from ..core.atomic import atomic_folder
 from ..generator.transformer import TextCondition
 from .tokenizer_match import encoder_hash, state_hash
 
@@ -183,10 +183,7 @@ def extract_tokens(
         "skipped_files": [s for d in datasets for s in getattr(d, "skipped", [])],
         "missing_files": [s for d in datasets for s in getattr(d, "missing", [])],
     }
-    parent = out.parent
-    parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_folder(out) as tmp:
         np.save(tmp / "bits.npy", np.concatenate(packed))
         np.save(tmp / "labels.npy", np.concatenate(labels).astype(np.int64))
         np.save(tmp / "caption_ids.npy", np.asarray([cap_index[c] for c in captions], np.int64))
@@ -195,10 +192,7 @@ def extract_tokens(
             np.asarray(sources, np.int16),
         )
         (tmp / "captions.json").write_text(json.dumps(uniq, ensure_ascii=False), encoding="utf-8")
-        _finish_folder(tmp, out, header, encoder, uniq, text_encoder, text_len, progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _finish_folder(tmp, header, encoder, uniq, text_encoder, text_len, progress)
     return out
 
 
@@ -226,22 +220,16 @@ def retext_tokens(
     header = dict(store.header)
     header["text_encoder"] = None
     header["text_from"] = str(src.resolve())
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp"))
-    try:
+    with atomic_folder(out) as tmp:
         for name in ("bits.npy", "labels.npy", "caption_ids.npy", "source_ids.npy", "captions.json"):
             if (src / name).is_file():
                 shutil.copyfile(src / name, tmp / name)
-        _finish_folder(tmp, out, header, encoder, store.captions, text_encoder, text_len, progress)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        _finish_folder(tmp, header, encoder, store.captions, text_encoder, text_len, progress)
     return out
 
 
 def _finish_folder(
     tmp: Path,
-    out: Path,
     header: dict[str, Any],
     encoder: torch.nn.Module | None,
     captions: list[str],
@@ -249,8 +237,8 @@ def _finish_folder(
     text_len: int,
     progress: bool,
 ) -> None:
-    """Write the text states of `captions` (when there is an encoder) and the header into `tmp`, then
-    rename `tmp` to `out`."""
+    """Write the text states of `captions` (when there is an encoder) and the header into `tmp` (the
+    caller's ``atomic_folder`` then swaps it in)."""
     if encoder is not None:
         if progress:
             print(
@@ -263,7 +251,6 @@ def _finish_folder(
         np.save(tmp / "text_offsets.npy", offsets)
         header["text_encoder"] = {"name": text_encoder, "max_len": text_len, "dim": int(states.shape[1])}
     (tmp / "header.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
-    _swap_into_place(tmp, out)
 
 
 def _chunks(items, size: int):  # noqa: ANN001, ANN202
@@ -275,16 +262,6 @@ def _chunks(items, size: int):  # noqa: ANN001, ANN202
             chunk = []
     if chunk:
         yield chunk
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    old = None
-    if out.exists():
-        old = out.with_name(f".{out.name}.old-{os.getpid()}")
-        os.replace(out, old)
-    os.replace(tmp, out)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 class TokenStore:
