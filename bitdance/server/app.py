@@ -28,6 +28,7 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
+from .a1111_api import register_a1111_routes
 from .config import ServerConfig
 from .errors import ERROR_RESPONSES, APIError, ErrorResponse, install_error_handlers
 from .jobs import Job
@@ -52,6 +53,7 @@ PAGE_CSP = (
     "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+STATUS_BY_ERROR_TYPE = {"invalid_request_error": 400, "timeout_error": 504, "cancelled": 409}
 JOB_404 = {404: {"model": ErrorResponse, "description": "no such job (unknown or expired)"}}
 QUEUE_429 = {
     429: {"model": ErrorResponse, "description": "the queue is full; see Retry-After"},
@@ -147,6 +149,26 @@ class ServerState:
             },
         )
         return job
+
+    async def wait(self, job: Job, request: Request) -> dict[str, Any] | None:
+        """Wait for `job`: its info when it succeeded, None when the client left (the job is cancelled);
+        APIError with the job's error otherwise."""
+        while not job.finished:
+            await job.wait(timeout=0.25)
+            if job.finished or self.scheduler.expire_if_late(job):
+                break
+            if await request.is_disconnected():
+                self.scheduler.cancel(job.id, "client disconnected")
+                log.info("client gone", extra={"event": "disconnect", "job_id": job.id})
+                return None
+        info = job.info()
+        if info["status"] == "succeeded":
+            return info
+        err = info["error"] or {"message": "job failed", "type": "server_error"}
+        status = STATUS_BY_ERROR_TYPE.get(err["type"], 500)
+        if err.get("code") == "shutdown":
+            status = 503
+        raise APIError(status, err["message"], err.get("param"), err.get("code"), type_=err["type"])
 
     def present(self, info: dict[str, Any], request: Request, job: Job | None = None) -> dict[str, Any]:
         """Job info for a client: absolute image URLs, queue position and ETA filled in."""
@@ -357,6 +379,7 @@ def create_app(
     )
 
     register_openai_routes(app, state, GenRequest, deps)
+    register_a1111_routes(app, state, deps)
 
     @app.post(
         "/v1/jobs",

@@ -33,7 +33,6 @@ from .jobs import Job
 from .requests import SIZE_RE, GenerationSpec
 from .schemas import BACKGROUNDS, QUALITIES, ImageRequest, ImagesResponse
 
-STATUS_BY_ERROR_TYPE = {"invalid_request_error": 400, "timeout_error": 504, "cancelled": 409}
 UNEDITED_KEEP = 0.25  # edits without a mask, and variations: keep the first quarter of the AR steps
 
 
@@ -59,6 +58,7 @@ class EditForm(BaseModel):
     background: str | None = Field(None, pattern="^(" + "|".join(BACKGROUNDS) + ")$")
     complexity: str | None = Field(None, pattern="^(low|medium|high)$")
     input_fidelity: str | None = Field(None, pattern="^(high|low)$")
+    moderation: str | None = Field(None, pattern="^(low|auto)$")
     user: str | None = Field(None, max_length=256)
     safety_identifier: str | None = Field(None, max_length=256)
     frame_count: str | None = None
@@ -157,21 +157,10 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
         return {"X-BitDance-Ignored-Fields": ", ".join(spec.ignored_fields)} if spec.ignored_fields else {}
 
     async def wait_result(job: Job, request: Request) -> Any:
-        while not job.finished:
-            await job.wait(timeout=0.25)
-            if job.finished or state.scheduler.expire_if_late(job):
-                break
-            if await request.is_disconnected():
-                state.scheduler.cancel(job.id, "client disconnected")
-                return Response(status_code=499)
-        info = job.info()
-        if info["status"] == "succeeded":
-            return JSONResponse(state.present(info, request, job)["result"], headers=headers_for(job.spec))
-        err = info["error"] or {"message": "job failed", "type": "server_error"}
-        status = STATUS_BY_ERROR_TYPE.get(err["type"], 500)
-        if err.get("code") == "shutdown":
-            status = 503
-        raise APIError(status, err["message"], err.get("param"), err.get("code"), type_=err["type"])
+        info = await state.wait(job, request)
+        if info is None:
+            return Response(status_code=499)
+        return JSONResponse(state.present(info, request, job)["result"], headers=headers_for(job.spec))
 
     def stream(job: Job, request: Request, partial_images: int, quality: str | None) -> StreamingResponse:
         spec = job.spec

@@ -46,6 +46,7 @@ class GenerationSpec:
     filter_mode: str | None = None  # None: the server's mode
     ignored_fields: list[str] = field(default_factory=list)  # request fields accepted without effect
     kind: str = "generation"  # "generation" | "edit" | "variation" (names the stream events)
+    solver: str | None = None  # None: the pipeline's default
     known: Any = None  # KnownTokens for one image (edits, variations): teacher-forced tokens
     edit_info: dict[str, Any] | None = None
 
@@ -66,6 +67,7 @@ class GenerationSpec:
             self.negative_prompt is not None,
             self.prompts is None,
             self.filter_mode,
+            self.solver,
             None if self.known is None else id(self),  # edits run alone: their known tokens differ
         )
 
