@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
 from .errors import APIError
 from .images_io import check_size, decode_base64_image, recipe_of, white_mask
+from .requests import prompt_limit
 from .schemas import ImageRequest, Int
 
 SAMPLERS = {
@@ -165,10 +166,11 @@ def register_a1111_routes(app: FastAPI, state: Any, deps: list[Any]) -> None:
         config.max_n,
         config.max_prompts,
         min(config.max_steps, 1000),
-        config.max_prompt_chars,
+        prompt_limit(config),
         [s for s in pipe.supported_sizes if s[0] * s[1] <= config.max_pixels],
     )
     tags = ["automatic1111"]
+    default = f"{pipe.default_size[1]}x{pipe.default_size[0]}"
 
     def refuse_unsupported(body: Any) -> None:
         if body.enable_hr:
@@ -177,10 +179,11 @@ def register_a1111_routes(app: FastAPI, state: Any, deps: list[Any]) -> None:
             )
         if body.script_name is not None:
             raise APIError(400, "scripts are not supported here", "script_name", "unsupported_value")
-        if body.alwayson_scripts:
-            name = next(iter(body.alwayson_scripts)) if isinstance(body.alwayson_scripts, dict) else "?"
+        scripts = body.alwayson_scripts
+        if scripts is not None and scripts != {}:
+            name = next(iter(scripts), "?") if isinstance(scripts, dict) else type(scripts).__name__
             raise APIError(
-                400, f"extension scripts are not supported here (got {name!r})", "alwayson_scripts"
+                400, f"extension scripts are not supported here (got {name!r}); send {{}}", "alwayson_scripts"
             )
         if body.negative_prompt is not None and not isinstance(body.negative_prompt, str):
             raise APIError(400, "negative_prompt must be a string", "negative_prompt")
@@ -196,9 +199,10 @@ def register_a1111_routes(app: FastAPI, state: Any, deps: list[Any]) -> None:
     def size_of(body: Any) -> tuple[int, int] | None:
         if body.width is None and body.height is None:
             return None
-        h = body.height if body.height is not None else pipe.default_size[0]
-        w = body.width if body.width is not None else pipe.default_size[1]
-        return h, w
+        if body.width is None or body.height is None:
+            missing = "height" if body.height is None else "width"
+            raise APIError(400, f"give width and height together (or neither: {default})", missing)
+        return body.height, body.width
 
     def build(body: Any, size: tuple[int, int] | None) -> Any:
         refuse_unsupported(body)

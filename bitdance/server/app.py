@@ -30,12 +30,13 @@ from fastapi.staticfiles import StaticFiles
 from .. import __version__
 from .a1111_api import register_a1111_routes
 from .config import ServerConfig
-from .errors import ERROR_RESPONSES, APIError, ErrorResponse, install_error_handlers
+from .errors import APIError, ErrorResponse, install_error_handlers
 from .jobs import Job
 from .metrics import ServerMetrics
-from .middleware import EdgeMiddleware
+from .middleware import OPEN_PREFIXES, PROTECTED_PREFIXES, EdgeMiddleware
 from .openai_api import register_openai_routes
-from .requests import GenerationSpec, TemplateCatalog, build_spec
+from .openapi import contract_openapi
+from .requests import GenerationSpec, TemplateCatalog, build_spec, prompt_limit
 from .scheduler import QueueFull, Scheduler, ShuttingDown
 from .schemas import (
     Health,
@@ -247,7 +248,6 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        responses=ERROR_RESPONSES,
         description="OpenAI-compatible image generation with BitDance; see docs/server.md.",
     )
     app.state.bd = state
@@ -370,7 +370,7 @@ def create_app(
     GenRequest, JobRequest = bind_limits(  # noqa: N806 (classes)
         min(config.max_n, 64),
         min(config.max_steps, 1000),
-        config.max_prompt_chars,
+        prompt_limit(config),
         config.max_prompts,
         state.name,
         sizes,
@@ -391,7 +391,10 @@ def create_app(
     )
     async def create_job(req: JobRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         """Queue a generation and return at once; follow it with GET /v1/jobs/{id} or its event stream."""
-        job = state.submit(state.build(req), previews=req.previews)  # type: ignore[attr-defined]
+        spec = state.build(req)
+        if req.stream:  # type: ignore[attr-defined]
+            spec.ignored_fields = sorted({*spec.ignored_fields, "stream"})  # jobs stream via /events
+        job = state.submit(spec, previews=req.previews)  # type: ignore[attr-defined]
         return state.present(job.info(), request, job)
 
     def find(job_id: str) -> Job:
@@ -503,4 +506,16 @@ def create_app(
             },
         )
 
+    from ..templates import MAX_VALUE_CHARS  # noqa: PLC0415
+
+    contract_openapi(
+        app,
+        state.templates.describe(),
+        prompt_limit(config),
+        config.max_prompts,
+        MAX_VALUE_CHARS,
+        bool(config.api_keys),
+        PROTECTED_PREFIXES,
+        OPEN_PREFIXES,
+    )
     return app
