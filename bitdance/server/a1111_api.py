@@ -32,7 +32,7 @@ SAMPLERS = {
 SamplerName = Literal["Euler a", "Euler", "euler_maruyama", "euler"]
 Ignored = Any  # accepted, without effect (reported in info.ignored_fields when not the A1111 default)
 OnlyFalse = Annotated[bool, WithJsonSchema({"type": "boolean", "enum": [False]})]
-Empty = Annotated[Any, WithJsonSchema({"type": "object", "maxProperties": 0})]
+Empty = Annotated[Any, WithJsonSchema({"anyOf": [{"type": "object", "maxProperties": 0}, {"type": "null"}]})]
 OnlyNull = Annotated[Any, WithJsonSchema({"type": "null"})]
 
 # ignored fields and the values that mean "nothing asked" (A1111's and webuiapi's defaults)

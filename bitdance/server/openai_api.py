@@ -269,12 +269,13 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
         d["size"] = size
         return ImageRequest.model_validate(d, strict=False)
 
-    async def prepare(image: Any, regen: np.ndarray | None, size: tuple[int, int], canvas: Any) -> Any:
+    async def prepare(
+        image: Any, regen: np.ndarray | None, size: tuple[int, int], canvas: Any, p: int
+    ) -> Any:
         from ..editing import prepare_edit, vary_known  # noqa: PLC0415
 
         def work() -> Any:
             if regen is None and canvas is None:
-                p = pipe.defaults["parallel_num"]
                 grid_tokens = (size[0] // pipe.tokenizer.downsample) * (size[1] // pipe.tokenizer.downsample)
                 keep_steps = int(grid_tokens // p * UNEDITED_KEEP)
                 known, _, info = vary_known(
@@ -342,7 +343,7 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
         spec = state.build(req)
         if form.input_fidelity is not None:
             spec.ignored_fields.append("input_fidelity")
-        known, info = await prepare(image, regen, img_size, canvas)
+        known, info = await prepare(image, regen, img_size, canvas, spec.parallel_num)
         spec.known, spec.edit_info, spec.kind = known, info, "edit"
         if len(uploads) > 1:
             spec.ignored_fields.append("image[1:]")
