@@ -36,6 +36,24 @@ from .schemas import BACKGROUNDS, QUALITIES, ImageRequest, ImagesResponse
 UNEDITED_KEEP = 0.25  # edits without a mask, and variations: keep the first quarter of the AR steps
 
 
+SSE_EVENT = {  # one server-sent event (OpenAPI 3.2 style): its name and JSON data
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "enum": [
+                "image_generation.partial_image",
+                "image_generation.completed",
+                "image_edit.partial_image",
+                "image_edit.completed",
+                "error",
+            ]
+        },
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
+
+
 def _sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
@@ -241,7 +259,7 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
     responses_200: dict[int | str, dict[str, Any]] = {
         200: {
             "description": "the images; with stream=true, server-sent events (partial_image, completed)",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         },
         429: {"model": ErrorResponse, "description": "the queue is full; see Retry-After"},
         503: {"model": ErrorResponse, "description": "the server is shutting down"},
