@@ -6,7 +6,7 @@ types, headers and bodies, positive acceptance, negative rejection, unsupported 
 exception: operations whose bodies carry images (multipart edits/variations, A1111 img2img, png-info)
 skip positive acceptance, since a schema cannot describe a decodable image of a supported size; their
 valid paths are covered by the real-client tests (test_server_openai.py, test_server_a1111.py).
-The fast variant runs the fuzzing phase with 4 examples per operation; the slow one adds schemathesis'
+The fast variant runs the fuzzing phase with 3 examples per operation; the slow one adds schemathesis'
 coverage phase (boundary values, unexpected methods) and many random examples
 (`pytest -m slow tests/test_server_fuzz.py`).
 """
@@ -58,7 +58,7 @@ def _validate(case) -> None:
 
 
 @FAST.parametrize()
-@settings(max_examples=4, deadline=None, derandomize=True, suppress_health_check=SUPPRESS)
+@settings(max_examples=3, deadline=None, derandomize=True, suppress_health_check=SUPPRESS)
 def test_fuzz_fast(case):
     _validate(case)
 
