@@ -324,6 +324,8 @@ def create_app(
                 "max_pixels",
             )
         }
+        limits["filter_mode"] = config.filter_mode  # OpenAI moderation "auto"
+        limits["moderation_low_mode"] = config.low_filter_mode  # OpenAI moderation "low"
         return {
             "id": state.name,
             "object": "model",
