@@ -244,12 +244,20 @@ def image_bytes(
     return marking.c2pa_sign(data, fmt, recipe, creds) if creds is not None else data
 
 
+class OutputWriteError(OSError, ValueError):
+    """An output file could not be written; the message names the path the caller gave."""
+
+
 def save_png(image: Image.Image, path: str | Path, recipe: Mapping[str, Any]) -> Path:
     """Atomically write `image` with its recipe to `path` (temp file + rename; never a partial file)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"output {path} must be a .png file (the recipe is stored in PNG text chunks)")
-    atomic_write_bytes(path, png_bytes(image, recipe))
+    data = png_bytes(image, recipe)
+    try:
+        atomic_write_bytes(path, data)  # removes its temp file on failure
+    except OSError as e:
+        raise OutputWriteError(f"cannot write output {path}: {e.strerror or e}") from None
     return path
 
 

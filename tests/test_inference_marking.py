@@ -33,7 +33,7 @@ def no_signing_env(monkeypatch):
 def made(tmp_path_factory):
     torch.set_num_threads(1)
     pipe = BitDancePipeline.from_preset("tiny-text")
-    out = pipe("a red <sneaker> & \"box\"", seed=3, num_sampling_steps=1)
+    out = pipe('a red <sneaker> & "box"', seed=3, num_sampling_steps=1)
     return pipe, out
 
 
