@@ -174,7 +174,7 @@ MB_PROMPT = "a" * 1_000_000
         (b'{"prompt": "\xff\xfe bad utf8"}', "body", 400),
         (b'{"prompt": "a cat", "model": "dall-e-3"}', "model", 400),
         (b'{"template": "nope", "variables": {"a": "b"}}', "template", 400),
-        (b'{"prompt": "a cat", "quality": "hd"}', "quality", 400),  # unknown field named
+        (b'{"prompt": "a cat", "quality": "ultra"}', "quality", 400),  # outside the spec: named
         (b'{"prompt": "   "}', "prompt", 400),
         (b'{"prompt": []}', "prompt", 400),
         (b'{"prompt": ["ok", ""]}', "prompt[1]", 400),

@@ -33,12 +33,12 @@ from .errors import ERROR_RESPONSES, APIError, ErrorResponse, install_error_hand
 from .jobs import Job
 from .metrics import ServerMetrics
 from .middleware import EdgeMiddleware
-from .requests import TemplateCatalog, build_spec
+from .openai_api import register_openai_routes
+from .requests import GenerationSpec, TemplateCatalog, build_spec
 from .scheduler import QueueFull, Scheduler, ShuttingDown
 from .schemas import (
     Health,
     ImageRequest,
-    ImagesResponse,
     JobInfo,
     ModelCard,
     ModelList,
@@ -52,7 +52,6 @@ PAGE_CSP = (
     "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
-STATUS_BY_ERROR_TYPE = {"invalid_request_error": 400, "timeout_error": 504, "cancelled": 409}
 JOB_404 = {404: {"model": ErrorResponse, "description": "no such job (unknown or expired)"}}
 QUEUE_429 = {
     429: {"model": ErrorResponse, "description": "the queue is full; see Retry-After"},
@@ -67,9 +66,10 @@ class ServerState:
         self.pipe, self.config = pipe, config
         self.name = config.model_name or pipe.name
         self.templates = TemplateCatalog(templates_file)
-        self.filter = None
-        if pipe.generator.config.cond_type == "text" and config.filter_mode != "off":
-            self.filter = pipe.content_filter(config.filter_mode)
+        self.filters: dict[str, Any] = {}  # filter mode -> filter (moderation picks the mode)
+        if pipe.generator.config.cond_type == "text":
+            for mode in {config.filter_mode, config.low_filter_mode} - {"off"}:
+                self.filters[mode] = pipe.content_filter(mode)
         self.metrics = ServerMetrics(
             lambda: self.scheduler.queue_depth,
             lambda: self.scheduler.running,
@@ -101,6 +101,52 @@ class ServerState:
 
     def base_url(self, request: Request) -> str:
         return (self.config.public_url or str(request.base_url)).rstrip("/")
+
+    def build(self, req: ImageRequest) -> GenerationSpec:
+        """The validated spec of a request (4xx APIError otherwise; filter blocks are counted)."""
+        try:
+            return build_spec(req, self.pipe, self.config, self.templates, self.filters, self.name)
+        except APIError as e:
+            if e.code == "content_policy_violation":
+                self.metrics.filter_blocks.inc(category=e.headers.get("X-Filter-Category", "unknown"))
+            raise
+
+    def submit(self, spec: GenerationSpec, previews: bool) -> Job:
+        """Queue `spec`; 429 when the queue is full, 503 while shutting down."""
+        try:
+            job = self.scheduler.submit(spec, previews=previews)
+        except QueueFull as e:
+            raise APIError(
+                429,
+                str(e),
+                code="queue_full",
+                headers={
+                    "Retry-After": str(e.retry_after),
+                    "X-Queue-Depth": str(e.depth),
+                    "X-Queue-Limit": str(e.limit),
+                },
+            ) from None
+        except ShuttingDown:
+            raise APIError(
+                503,
+                "the server is shutting down; retry on another instance",
+                code="shutting_down",
+                headers={"Retry-After": "5"},
+            ) from None
+        log.info(
+            "job queued",
+            extra={
+                "event": "job_queued",
+                "job_id": job.id,
+                "kind": spec.kind,
+                "images": spec.count,
+                "prompt_chars": [len(p) for p in (spec.prompts or [])][:16],
+                "template": spec.template,
+                "user": spec.user,
+                **({"prompts": spec.prompts} if self.config.log_prompts else {}),
+            },
+        )
+        return job
 
     def present(self, info: dict[str, Any], request: Request, job: Job | None = None) -> dict[str, Any]:
         """Job info for a client: absolute image URLs, queue position and ETA filled in."""
@@ -310,73 +356,7 @@ def create_app(
         state.templates.names(),
     )
 
-    def submit(req: ImageRequest, previews: bool) -> Job:
-        try:
-            spec = build_spec(req, pipe, config, state.templates, state.filter, state.name)
-        except APIError as e:
-            if e.code == "content_policy_violation":
-                state.metrics.filter_blocks.inc(category=e.headers.get("X-Filter-Category", "unknown"))
-            raise
-        try:
-            job = state.scheduler.submit(spec, previews=previews)
-        except QueueFull as e:
-            raise APIError(
-                429,
-                str(e),
-                code="queue_full",
-                headers={
-                    "Retry-After": str(e.retry_after),
-                    "X-Queue-Depth": str(e.depth),
-                    "X-Queue-Limit": str(e.limit),
-                },
-            ) from None
-        except ShuttingDown:
-            raise APIError(
-                503,
-                "the server is shutting down; retry on another instance",
-                code="shutting_down",
-                headers={"Retry-After": "5"},
-            ) from None
-        log.info(
-            "job queued",
-            extra={
-                "event": "job_queued",
-                "job_id": job.id,
-                "images": spec.count,
-                "prompt_chars": [len(p) for p in (spec.prompts or [])][:16],
-                "template": spec.template,
-                "user": spec.user,
-                **({"prompts": spec.prompts} if config.log_prompts else {}),
-            },
-        )
-        return job
-
-    @app.post(
-        "/v1/images/generations",
-        response_model=ImagesResponse,
-        dependencies=deps,
-        tags=["images"],
-        responses={**QUEUE_429, 504: {"model": ErrorResponse, "description": "generation timed out"}},
-    )
-    async def generate(req: GenRequest, request: Request) -> Any:  # type: ignore[valid-type]
-        """Generate images and wait for them (OpenAI style); a client that disconnects cancels its job."""
-        job = submit(req, previews=False)
-        while not job.finished:
-            await job.wait(timeout=0.25)
-            if job.finished or state.scheduler.expire_if_late(job):
-                break
-            if await request.is_disconnected():
-                state.scheduler.cancel(job.id, "client disconnected")
-                log.info("client gone", extra={"event": "disconnect", "job_id": job.id})
-                return Response(status_code=499)
-        info = job.info()
-        if info["status"] == "succeeded":
-            return absolute_urls(info["result"], state.base_url(request))
-        err = info["error"] or {"message": "job failed", "type": "server_error"}
-        status = STATUS_BY_ERROR_TYPE.get(err["type"], 500)
-        if err.get("code") == "shutdown":
-            status = 503
-        raise APIError(status, err["message"], err.get("param"), err.get("code"), type_=err["type"])
+    register_openai_routes(app, state, GenRequest, deps)
 
     @app.post(
         "/v1/jobs",
@@ -388,7 +368,7 @@ def create_app(
     )
     async def create_job(req: JobRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         """Queue a generation and return at once; follow it with GET /v1/jobs/{id} or its event stream."""
-        job = submit(req, previews=req.previews)  # type: ignore[attr-defined]
+        job = state.submit(state.build(req), previews=req.previews)  # type: ignore[attr-defined]
         return state.present(job.info(), request, job)
 
     def find(job_id: str) -> Job:
@@ -471,15 +451,20 @@ def create_app(
         tags=["images"],
         response_class=Response,
         responses={
-            200: {"content": {"image/png": {}}, "description": "the PNG (with provenance metadata)"},
+            200: {
+                "content": {"image/png": {}, "image/jpeg": {}, "image/webp": {}},
+                "description": "the image (PNG with provenance metadata)",
+            },
             404: {"model": ErrorResponse, "description": "unknown or expired"},
         },
     )
     async def get_file(name: str) -> Response:
         """A finished image by its capability URL (no API key needed; the random token is the credential)."""
-        token = name[:-4] if name.endswith(".png") else ""
-        data = state.scheduler.store.get(token) if token else None
-        if data is None:
+        from .images_io import MEDIA_TYPES, sniff_format  # noqa: PLC0415
+
+        token, _, ext = name.rpartition(".")
+        data = state.scheduler.store.get(token) if ext in MEDIA_TYPES and token else None
+        if data is None or sniff_format(data) != ext:
             raise APIError(
                 404,
                 f"no image {name[:80]!r} (unknown, or expired after {config.result_ttl_s:g} s)",
@@ -488,7 +473,7 @@ def create_app(
             )
         return Response(
             data,
-            media_type="image/png",
+            media_type=MEDIA_TYPES[ext],
             headers={
                 "Cache-Control": f"private, max-age={int(config.result_ttl_s)}",
                 "X-Content-Type-Options": "nosniff",

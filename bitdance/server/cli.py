@@ -52,6 +52,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=d.filter_mode,
         help="content filter on every prompt (default block)",
     )
+    g.add_argument(
+        "--moderation-low-mode",
+        choices=["block", "warn", "off"],
+        default=None,
+        help="filter mode for OpenAI requests with moderation=low (default: the --filter-mode)",
+    )
     g = p.add_argument_group("limits and scheduling")
     g.add_argument("--max-n", type=int, default=d.max_n, help=f"images per prompt (default {d.max_n})")
     g.add_argument("--max-prompts", type=int, default=d.max_prompts)
@@ -130,6 +136,7 @@ def config_from_args(args: argparse.Namespace) -> ServerConfig:
         cors_origins=args.cors_origin,
         max_body_bytes=args.max_body_bytes,
         filter_mode=args.filter_mode,
+        moderation_low_mode=args.moderation_low_mode,
         shutdown_grace_s=args.shutdown_grace,
         log_prompts=args.log_prompts,
     )

@@ -41,6 +41,7 @@ class ServerConfig:
     cors_origins: list[str] = field(default_factory=list)  # empty -> CORS off
     max_body_bytes: int = 1024 * 1024
     filter_mode: str = "block"  # content filter on every prompt: "block" | "warn" | "off"
+    moderation_low_mode: str | None = None  # mode for OpenAI `moderation: "low"`; None -> filter_mode
     # operations
     shutdown_grace_s: float = 30.0  # running jobs may finish this long at shutdown, then are cancelled
     log_prompts: bool = False  # structured logs carry prompt lengths, not text, unless this is set
@@ -85,6 +86,9 @@ class ServerConfig:
             raise ValueError(f"storage must be one of {list(STORAGE_MODES)}, got {self.storage!r}")
         if self.filter_mode not in FILTER_MODES:
             raise ValueError(f"filter_mode must be one of {list(FILTER_MODES)}, got {self.filter_mode!r}")
+        low = self.moderation_low_mode
+        if low is not None and low not in FILTER_MODES:
+            raise ValueError(f"moderation_low_mode must be one of {list(FILTER_MODES)} or None, got {low!r}")
         if self.max_images_per_request < self.max_n:
             raise ValueError(
                 f"max_images_per_request ({self.max_images_per_request}) must be >= max_n ({self.max_n})"
@@ -99,6 +103,11 @@ class ServerConfig:
                 raise ValueError(f"cors origin must be '*' or start with http:// or https://, got {origin!r}")
         if self.public_url is not None and not self.public_url.startswith(("http://", "https://")):
             raise ValueError(f"public_url must start with http:// or https://, got {self.public_url!r}")
+
+    @property
+    def low_filter_mode(self) -> str:
+        """The filter mode OpenAI's `moderation: "low"` gets (the server may not relax: then filter_mode)."""
+        return self.moderation_low_mode or self.filter_mode
 
     def public_dict(self) -> dict[str, Any]:
         """The limits a client may see (no keys)."""

@@ -41,6 +41,13 @@ class GenerationSpec:
     variables: list[dict[str, str]] | None = None  # one per prompt group
     user: str | None = None
     ignored: list[str] = field(default_factory=list)  # per image: prompt text past the model's text length
+    output_format: str = "png"
+    output_compression: int | None = None  # jpeg / webp quality
+    filter_mode: str | None = None  # None: the server's mode
+    ignored_fields: list[str] = field(default_factory=list)  # request fields accepted without effect
+    kind: str = "generation"  # "generation" | "edit" | "variation" (names the stream events)
+    known: Any = None  # KnownTokens for one image (edits, variations): teacher-forced tokens
+    edit_info: dict[str, Any] | None = None
 
     @property
     def count(self) -> int:
@@ -58,6 +65,8 @@ class GenerationSpec:
             self.parallel_num,
             self.negative_prompt is not None,
             self.prompts is None,
+            self.filter_mode,
+            None if self.known is None else id(self),  # edits run alone: their known tokens differ
         )
 
 
@@ -193,6 +202,68 @@ def _class_label(pipe: Any, text: str, param: str) -> int:
     )
 
 
+IGNORED_VALUES = {  # OpenAI fields without an effect here, and the value that is "no request"
+    "quality": "auto",
+    "style": None,
+    "background": "auto",
+    "complexity": None,
+    "user": None,
+    "safety_identifier": None,
+}
+
+
+@dataclass
+class OutputOptions:
+    """The OpenAI output / moderation fields of a request, resolved."""
+
+    output_format: str
+    output_compression: int | None
+    filter_mode: str
+    ignored_fields: list[str]
+    stream: bool
+    partial_images: int
+
+
+def output_options(req: Any, config: ServerConfig, fields: dict[str, Any] | None = None) -> OutputOptions:
+    """Map output_format / output_compression / moderation / stream / partial_images; list ignored fields.
+
+    `fields` names the request's own set of ignorable fields (default: IGNORED_VALUES).
+    """
+    for name, what in (("frame_count", "GIF"), ("frame_duration_ms", "GIF"), ("svg", "SVG")):
+        if getattr(req, name, None) is not None:
+            raise APIError(
+                400,
+                f"{name} applies to {what} output, which this server does not produce "
+                "(output_format: png, jpeg or webp); leave it out",
+                name,
+                "unsupported_value",
+            )
+    fmt = getattr(req, "output_format", None) or "png"
+    if fmt not in ("png", "jpeg", "webp"):
+        raise APIError(
+            400,
+            f"output_format {fmt!r} is not produced by this server; allowed: png, jpeg, webp",
+            "output_format",
+            "unsupported_value",
+        )
+    ignored = []
+    for name, neutral in (fields or IGNORED_VALUES).items():
+        v = getattr(req, name, None)
+        if v is not None and v != neutral:
+            ignored.append(name)
+    compression = getattr(req, "output_compression", None)
+    if compression is not None and fmt == "png":
+        ignored.append("output_compression")  # PNG is lossless
+        compression = None
+    moderation = getattr(req, "moderation", None) or "auto"
+    mode = config.filter_mode if moderation == "auto" else config.low_filter_mode
+    stream = bool(getattr(req, "stream", None))
+    partial = getattr(req, "partial_images", None)
+    if partial is not None and not stream:
+        ignored.append("partial_images")  # only streams carry partial images
+    return OutputOptions(fmt, compression, mode, sorted(set(ignored)), stream, partial or 0)
+
+
 def build_spec(
     req: ImageRequest,
     pipe: Any,
@@ -201,7 +272,13 @@ def build_spec(
     content_filter: Any,
     served_name: str,
 ) -> GenerationSpec:
-    """Validate `req` against the model and the server's limits; raise APIError(4xx, param=field)."""
+    """Validate `req` against the model and the server's limits; raise APIError(4xx, param=field).
+
+    `content_filter`: one filter, or a dict filter mode -> filter (None: no filter in that mode).
+    """
+    opts = output_options(req, config)
+    if isinstance(content_filter, dict):
+        content_filter = content_filter.get(opts.filter_mode)
     if req.model is not None and req.model != served_name:
         raise APIError(
             400,
@@ -275,11 +352,15 @@ def build_spec(
         parallel_num=settings["parallel_num"],
         negative_prompt=req.negative_prompt,
         n=req.n,
-        response_format=req.response_format,
+        response_format="b64_json" if opts.stream else (req.response_format or "b64_json"),
         template=req.template,
         variables=var_sets,
-        user=req.user,
+        user=req.user or req.safety_identifier,
         ignored=ignored,
+        output_format=opts.output_format,
+        output_compression=opts.output_compression,
+        filter_mode=opts.filter_mode,
+        ignored_fields=opts.ignored_fields,
     )
 
 

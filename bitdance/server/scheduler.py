@@ -311,22 +311,32 @@ class Scheduler:
                 ]
         else:
             kwargs["class_labels"] = [lb for job in batch for lb in job.spec.labels]  # type: ignore[union-attr]
+        settings: dict[str, Any] = dict(
+            num_images_per_prompt=1,
+            num_sampling_steps=spec0.steps,
+            guidance_scale=spec0.guidance_scale,
+            guidance_schedule=spec0.guidance_schedule,
+            parallel_num=spec0.parallel_num,
+            seed=[s for job in batch for s in job.spec.seeds],
+            output_type="pil",
+            callback=on_step,
+            filter_mode=spec0.filter_mode or self.config.filter_mode,
+            preview_every=self.config.preview_every if want_previews else None,
+        )
         try:
-            out = self.pipe(
-                **kwargs,
-                height=spec0.height,
-                width=spec0.width,
-                num_images_per_prompt=1,
-                num_sampling_steps=spec0.steps,
-                guidance_scale=spec0.guidance_scale,
-                guidance_schedule=spec0.guidance_schedule,
-                parallel_num=spec0.parallel_num,
-                seed=[s for job in batch for s in job.spec.seeds],
-                output_type="pil",
-                callback=on_step,
-                filter_mode=self.config.filter_mode,
-                preview_every=self.config.preview_every if want_previews else None,
-            )
+            if spec0.known is not None:  # an edit or variation: one job, its known tokens teacher-forced
+                if "negative_prompt" in kwargs:
+                    settings["negative_prompt"] = kwargs.pop("negative_prompt")
+                out = self.pipe.generate_with_known(
+                    kwargs.get("prompt"),
+                    kwargs.get("class_labels"),
+                    (spec0.height, spec0.width),
+                    spec0.known,
+                    spec0.edit_info,
+                    settings,
+                )
+            else:
+                out = self.pipe(**kwargs, height=spec0.height, width=spec0.width, **settings)
         except _Abort:
             return
         except ValueError as e:  # input the edge checks missed: the client's fault, not the server's
@@ -347,11 +357,19 @@ class Scheduler:
                 ]
                 if self.metrics:
                     self.metrics.images.inc(n)
-                self._end(job, "succeeded", result={"created": int(time.time()), "data": data})
+                result = {
+                    "created": int(time.time()),
+                    "data": data,
+                    "output_format": job.spec.output_format,
+                    "size": f"{spec0.width}x{spec0.height}",
+                    "background": "opaque",
+                    "ignored_fields": list(job.spec.ignored_fields),
+                }
+                self._end(job, "succeeded", result=result)
             offset += n
 
     def _image_entry(self, job: Job, k: int, image: Any, recipe: dict[str, Any]) -> dict[str, Any]:
-        from ..provenance import png_bytes  # noqa: PLC0415
+        from .images_io import encode_image  # noqa: PLC0415
 
         spec = job.spec
         meta = dict(recipe)
@@ -363,7 +381,7 @@ class Scheduler:
         )
         if k < len(spec.ignored) and spec.ignored[k]:
             meta["prompt_ignored_text"] = spec.ignored[k]  # past the model's text length: not used
-        png = png_bytes(image, recipe)
+        data = encode_image(image, recipe, spec.output_format, spec.output_compression)
         entry: dict[str, Any] = {
             "index": k,
             "seed": spec.seeds[k],
@@ -371,9 +389,9 @@ class Scheduler:
             "revised_prompt": spec.prompts[k] if spec.prompts is not None else None,
         }
         if spec.response_format == "url":
-            entry["url"] = "/v1/files/" + self.store.put(png) + ".png"
+            entry["url"] = f"/v1/files/{self.store.put(data)}.{spec.output_format}"
         else:
-            entry["b64_json"] = base64.b64encode(png).decode("ascii")
+            entry["b64_json"] = base64.b64encode(data).decode("ascii")
         return entry
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, create_model
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema, create_model
 
 
 def _integral(v: Any) -> Any:
@@ -23,11 +23,43 @@ VarName = Annotated[str, Field(min_length=1, max_length=64)]
 VarValue = Annotated[str, Field(max_length=10_000)]
 VariableSet = dict[VarName, VarValue]
 
+# OpenAI images API values (the `openai` client's generated types are the reference); see docs/server.md
+OUTPUT_FORMATS = ("png", "jpeg", "webp")  # produced here; the reference also defines gif and svg
+QUALITIES = ("low", "medium", "high", "xhigh", "max", "auto", "standard", "hd")
+BACKGROUNDS = ("transparent", "opaque", "auto")
+OutputFormat = Annotated[
+    Literal["png", "webp", "jpeg", "gif", "svg"] | None,
+    WithJsonSchema({"anyOf": [{"enum": list(OUTPUT_FORMATS)}, {"type": "null"}]}),
+]
+# fields the reference defines only for output we do not produce (gif frames, svg authoring): the schema
+# allows null; any other value is refused by name at the edge (requests.py)
+Unproduced = Annotated[Any, WithJsonSchema({"type": "null"})]
 
-class ImageRequest(BaseModel):
-    """POST /v1/images/generations and POST /v1/jobs."""
+
+class OpenAIImageFields(BaseModel):
+    """Fields of OpenAI's images API that BitDance maps, ignores (and reports) or refuses by value."""
 
     model_config = ConfigDict(strict=True, extra="forbid", allow_inf_nan=False)
+
+    output_format: OutputFormat = Field(None, description="png (default, with the recipe), jpeg or webp")
+    output_compression: Int | None = Field(
+        None, ge=0, le=100, description="jpeg/webp quality 0-100 (default 100); ignored for png"
+    )
+    stream: bool | None = Field(None, description="server-sent events: partial images, then completed")
+    partial_images: Int | None = Field(
+        None, ge=0, le=3, description="AR previews sent as partial_image events when streaming"
+    )
+    quality: Literal[QUALITIES] | None = Field(None, description="accepted; ignored (reported)")  # type: ignore[valid-type]
+    background: Literal[BACKGROUNDS] | None = Field(None, description="accepted; ignored (images are opaque)")  # type: ignore[valid-type]
+    complexity: Literal["low", "medium", "high"] | None = Field(None, description="accepted; ignored")
+    safety_identifier: str | None = Field(None, max_length=256, description="end-user id; only logged")
+    frame_count: Unproduced = Field(None, description="GIF only; this server produces no GIFs (null only)")
+    frame_duration_ms: Unproduced = Field(None, description="GIF only (null only)")
+    svg: Unproduced = Field(None, description="SVG only; this server produces no SVGs (null only)")
+
+
+class ImageRequest(OpenAIImageFields):
+    """POST /v1/images/generations and POST /v1/jobs."""
 
     model: str | None = Field(
         None, max_length=200, description="model id from /v1/models; default: the served model"
@@ -41,10 +73,14 @@ class ImageRequest(BaseModel):
         max_length=32,
         description="WIDTHxHEIGHT in pixels, e.g. '32x32', or 'auto' (the model's native size)",
     )
-    response_format: Literal["b64_json", "url"] = Field(
-        "b64_json", description="inline base64 PNG, or a URL valid for the server's result lifetime"
+    response_format: Literal["b64_json", "url"] | None = Field(
+        None, description="inline base64 (default), or a URL valid for the server's result lifetime"
     )
     user: str | None = Field(None, max_length=256, description="end-user id (OpenAI field; only logged)")
+    moderation: Literal["low", "auto"] | None = Field(
+        None, description="auto: the server's filter mode; low: the server's relaxed mode (see /v1/models)"
+    )
+    style: Literal["vivid", "natural"] | None = Field(None, description="accepted; ignored (reported)")
     seed: Seed | None = Field(
         None, description="seed of the first image; image i uses seed + i; default: random"
     )
@@ -77,6 +113,12 @@ class ImageData(BaseModel):
 class ImagesResponse(BaseModel):
     created: int
     data: list[ImageData]
+    output_format: Literal[OUTPUT_FORMATS] | None = None  # type: ignore[valid-type]
+    size: str | None = None
+    background: Literal["opaque"] | None = None
+    ignored_fields: list[str] = Field(
+        default_factory=list, description="request fields accepted but without effect here"
+    )
 
 
 class Progress(BaseModel):
