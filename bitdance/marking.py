@@ -42,7 +42,13 @@ def _esc(text: str) -> str:
 def creator_tool(recipe: Mapping[str, Any]) -> str:
     """'bitdance 0.1.0 (model bitdance-mini)' from a recipe."""
     model = recipe.get("model")
-    return f"bitdance {recipe.get('bitdance_version')}" + (f" (model {model})" if model else "")
+    return f"bitdance {_version(recipe)}" + (f" (model {model})" if model else "")
+
+
+def _version(recipe: Mapping[str, Any]) -> str:
+    from . import __version__  # noqa: PLC0415
+
+    return str(recipe.get("bitdance_version") or __version__)
 
 
 def xmp_packet(recipe: Mapping[str, Any]) -> bytes:
@@ -169,7 +175,7 @@ def configured_credentials() -> C2paCredentials | None:
 
 def c2pa_manifest(recipe: Mapping[str, Any], fmt: str) -> dict[str, Any]:
     """The manifest definition: one `c2pa.created` action of trained-algorithmic media by bitdance."""
-    version = str(recipe.get("bitdance_version"))
+    version = _version(recipe)
     return {
         "claim_generator_info": [{"name": "bitdance", "version": version}],
         "title": f"bitdance image.{fmt}",

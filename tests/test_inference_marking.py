@@ -123,3 +123,23 @@ def test_c2pa_tampered_pixels_fail_validation(made, monkeypatch):
     store = json.loads(c2pa.Reader("image/png", io.BytesIO(bytes(data))).json())
     codes = {s["code"] for s in store.get("validation_status", [])}
     assert "assertion.dataHash.mismatch" in codes, codes
+
+
+@needs_exiftool
+@pytest.mark.parametrize("fmt", ["png", "jpeg", "webp"])
+def test_server_responses_are_marked(tmp_path, fmt):
+    """The official openai client against a live server: every output format carries the marking."""
+    pytest.importorskip("fastapi")
+    openai = pytest.importorskip("openai")
+    import base64
+
+    from test_server_support import live_server, tiny_pipe
+
+    from bitdance.server import ServerConfig, create_app
+
+    with live_server(create_app(tiny_pipe(), ServerConfig())) as url:
+        with openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0) as client:
+            r = client.images.generate(prompt="a red square", output_format=fmt, extra_body={"steps": 1})
+    path = tmp_path / f"x.{fmt}"
+    path.write_bytes(base64.b64decode(r.data[0].b64_json))
+    assert exiftool(path)["XMP-iptcExt:DigitalSourceType"] == SOURCE
