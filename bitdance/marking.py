@@ -173,6 +173,19 @@ def configured_credentials() -> C2paCredentials | None:
     )
 
 
+def check_signing() -> None:
+    """Validate the C2PA configuration up front (CLI: before the model loads); ValueError if unusable."""
+    if configured_credentials() is None:
+        return
+    try:
+        import c2pa  # noqa: F401, PLC0415
+    except ModuleNotFoundError:
+        raise ValueError(
+            "BITDANCE_C2PA* asks for C2PA signing but c2pa-python is not installed: "
+            "pip install 'bitdance[marking]' (or unset BITDANCE_C2PA, BITDANCE_C2PA_CERT, BITDANCE_C2PA_KEY)"
+        ) from None
+
+
 def c2pa_manifest(recipe: Mapping[str, Any], fmt: str) -> dict[str, Any]:
     """The manifest definition: one `c2pa.created` action of trained-algorithmic media by bitdance."""
     version = _version(recipe)

@@ -143,3 +143,25 @@ def test_server_responses_are_marked(tmp_path, fmt):
     path = tmp_path / f"x.{fmt}"
     path.write_bytes(base64.b64decode(r.data[0].b64_json))
     assert exiftool(path)["XMP-iptcExt:DigitalSourceType"] == SOURCE
+
+
+def test_cli_checks_the_signing_setting_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    import bitdance.commands.generate as gen
+
+    monkeypatch.setattr(gen, "load_pipeline", lambda *a, **k: pytest.fail("model loaded first"))
+    monkeypatch.setenv("BITDANCE_C2PA_KEY", str(tmp_path / "key.pem"))
+    assert cli(["generate", "a cat", "-o", str(tmp_path / "x.png")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: set both BITDANCE_C2PA_CERT and BITDANCE_C2PA_KEY") and "\n" not in err
+    assert not (tmp_path / "x.png").exists()
+
+
+def test_cli_signed_output_with_the_test_signer(tmp_path, monkeypatch):
+    c2pa = pytest.importorskip("c2pa")
+    monkeypatch.setenv("BITDANCE_C2PA", "test")
+    out = tmp_path / "signed.png"
+    assert cli(["generate", "a cat", "--model", "random:tiny-text", "--steps", "1", "-o", str(out)]) == 0
+    with open(out, "rb") as f:
+        store = json.loads(c2pa.Reader("image/png", f).json())
+    assert store["manifests"][store["active_manifest"]]["signature_info"]["issuer"] == marking.TEST_SIGNER_ORG
+    assert read_recipe(out)["prompt"] == "a cat"

@@ -84,7 +84,10 @@ def check_output(path: str | None, out_dir: str | None = None) -> None:
     Missing folders are allowed (they are created when writing) as long as the nearest existing one
     is a folder we can create files in; the probe file is removed at once.
     """
+    from ..marking import check_signing  # noqa: PLC0415
+
     check_png_path(path)
+    check_signing()  # a bad C2PA setting fails now, not after generating
     target = Path(path) if path is not None else None
     given = path if path is not None else out_dir
     folder = target.parent if target is not None else Path(out_dir or ".")
