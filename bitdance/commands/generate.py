@@ -20,6 +20,7 @@ from ._common import (
     Progress,
     check_output,
     check_size_supported,
+    parse_size,  # noqa: F401  (HEIGHTxWIDTH; `bitdance export` imports it from here)
     sampling_kwargs,
     size_notes,
     size_option,
