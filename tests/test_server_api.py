@@ -325,3 +325,41 @@ def test_structured_json_logs(client):
     queued = [x for x in lines if x.get("event") == "job_queued"]
     assert queued and queued[0]["prompt_chars"] == [15]
     assert "a secret prompt" not in stream.getvalue()  # prompts are not logged unless log_prompts is set
+
+
+def _walk(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield path, k, v
+            yield from _walk(v, f"{path}/{k}")
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _walk(v, f"{path}/{i}")
+
+
+def test_openapi_is_a_json_schema_contract(client):
+    schema = client.get("/openapi.json").json()
+    bad = [p for p, k, _ in _walk(schema) if k in ("ge", "le", "gt", "lt") and not p.endswith("properties")]
+    assert not bad, bad[:5]
+    codes = {c for ops in schema["paths"].values() for op in ops.values() for c in op["responses"]}
+    assert "422" not in codes and "401" not in codes  # no API keys here: a 401 cannot happen
+    assert "400" not in schema["paths"]["/v1/models"]["get"]["responses"]  # nothing to get wrong
+    body = schema["components"]["schemas"]["ImageRequest"]
+    assert body["dependentRequired"] == {"variables": ["template"]}
+    assert {"anyOf": [{"required": ["prompt"]}, {"required": ["template"]}]} in body["allOf"]
+    assert body["properties"]["prompt"]["anyOf"][0]["pattern"] == r"\S"
+    assert body["properties"]["n"]["maximum"] == 4 and isinstance(body["properties"]["n"]["maximum"], int)
+
+
+def test_unsupported_method_lists_every_allowed_one(client):
+    r = client.options("/v1/jobs/job_x")
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def test_template_variable_longer_than_its_share_is_refused(client):
+    r = client.post(
+        "/v1/images/generations",
+        json={"template": "garment", "variables": {"colour": "r" * 495, "item": "x"}},
+    )
+    assert r.status_code == 400 and r.json()["error"]["param"] == "variables.colour"

@@ -28,13 +28,15 @@ from fastapi.security import HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
+from .a1111_api import register_a1111_routes
 from .config import ServerConfig
-from .errors import ERROR_RESPONSES, APIError, ErrorResponse, install_error_handlers
+from .errors import APIError, ErrorResponse, install_error_handlers
 from .jobs import Job
 from .metrics import ServerMetrics
-from .middleware import EdgeMiddleware
+from .middleware import OPEN_PREFIXES, PROTECTED_PREFIXES, EdgeMiddleware
 from .openai_api import register_openai_routes
-from .requests import GenerationSpec, TemplateCatalog, build_spec
+from .openapi import contract_openapi
+from .requests import GenerationSpec, TemplateCatalog, build_spec, prompt_limit
 from .scheduler import QueueFull, Scheduler, ShuttingDown
 from .schemas import (
     Health,
@@ -52,6 +54,7 @@ PAGE_CSP = (
     "default-src 'self'; img-src 'self' data: blob:; connect-src 'self'; style-src 'self'; "
     "script-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"
 )
+STATUS_BY_ERROR_TYPE = {"invalid_request_error": 400, "timeout_error": 504, "cancelled": 409}
 JOB_404 = {404: {"model": ErrorResponse, "description": "no such job (unknown or expired)"}}
 QUEUE_429 = {
     429: {"model": ErrorResponse, "description": "the queue is full; see Retry-After"},
@@ -148,6 +151,26 @@ class ServerState:
         )
         return job
 
+    async def wait(self, job: Job, request: Request) -> dict[str, Any] | None:
+        """Wait for `job`: its info when it succeeded, None when the client left (the job is cancelled);
+        APIError with the job's error otherwise."""
+        while not job.finished:
+            await job.wait(timeout=0.25)
+            if job.finished or self.scheduler.expire_if_late(job):
+                break
+            if await request.is_disconnected():
+                self.scheduler.cancel(job.id, "client disconnected")
+                log.info("client gone", extra={"event": "disconnect", "job_id": job.id})
+                return None
+        info = job.info()
+        if info["status"] == "succeeded":
+            return info
+        err = info["error"] or {"message": "job failed", "type": "server_error"}
+        status = STATUS_BY_ERROR_TYPE.get(err["type"], 500)
+        if err.get("code") == "shutdown":
+            status = 503
+        raise APIError(status, err["message"], err.get("param"), err.get("code"), type_=err["type"])
+
     def present(self, info: dict[str, Any], request: Request, job: Job | None = None) -> dict[str, Any]:
         """Job info for a client: absolute image URLs, queue position and ETA filled in."""
         info = dict(info)
@@ -225,7 +248,6 @@ def create_app(
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
-        responses=ERROR_RESPONSES,
         description="OpenAI-compatible image generation with BitDance; see docs/server.md.",
     )
     app.state.bd = state
@@ -306,6 +328,8 @@ def create_app(
                 "max_pixels",
             )
         }
+        limits["filter_mode"] = config.filter_mode  # OpenAI moderation "auto"
+        limits["moderation_low_mode"] = config.low_filter_mode  # OpenAI moderation "low"
         return {
             "id": state.name,
             "object": "model",
@@ -352,7 +376,7 @@ def create_app(
     GenRequest, JobRequest = bind_limits(  # noqa: N806 (classes)
         min(config.max_n, 64),
         min(config.max_steps, 1000),
-        config.max_prompt_chars,
+        prompt_limit(config),
         config.max_prompts,
         state.name,
         sizes,
@@ -361,6 +385,7 @@ def create_app(
     )
 
     register_openai_routes(app, state, GenRequest, deps)
+    register_a1111_routes(app, state, deps)
 
     @app.post(
         "/v1/jobs",
@@ -372,7 +397,10 @@ def create_app(
     )
     async def create_job(req: JobRequest, request: Request) -> dict[str, Any]:  # type: ignore[valid-type]
         """Queue a generation and return at once; follow it with GET /v1/jobs/{id} or its event stream."""
-        job = state.submit(state.build(req), previews=req.previews)  # type: ignore[attr-defined]
+        spec = state.build(req)
+        if req.stream:  # type: ignore[attr-defined]
+            spec.ignored_fields = sorted({*spec.ignored_fields, "stream"})  # jobs stream via /events
+        job = state.submit(spec, previews=req.previews)  # type: ignore[attr-defined]
         return state.present(job.info(), request, job)
 
     def find(job_id: str) -> Job:
@@ -484,4 +512,16 @@ def create_app(
             },
         )
 
+    from ..templates import MAX_VALUE_CHARS  # noqa: PLC0415
+
+    contract_openapi(
+        app,
+        state.templates.describe(),
+        prompt_limit(config),
+        config.max_prompts,
+        MAX_VALUE_CHARS,
+        bool(config.api_keys),
+        PROTECTED_PREFIXES,
+        OPEN_PREFIXES,
+    )
     return app

@@ -141,6 +141,19 @@ def validation_error_response(exc: RequestValidationError) -> JSONResponse:
     return error_response(400, message, param, code=str(err.get("type") or "invalid_value"))
 
 
+def _allowed_methods(request: Request) -> list[str]:
+    from starlette.routing import Match  # noqa: PLC0415
+
+    methods: set[str] = set()
+    scope = {**request.scope, "method": "GET"}
+    for route in request.app.routes:
+        for method in getattr(route, "methods", None) or ():
+            match, _ = route.matches({**scope, "method": method})
+            if match == Match.FULL:
+                methods.add(method)
+    return sorted(methods)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Register handlers so every error leaves as an OpenAI-style JSON body."""
 
@@ -160,7 +173,15 @@ def install_error_handlers(app: FastAPI) -> None:
         param = None
         if exc.status_code == 400 and "parsing the body" in message:
             message, param = "request body could not be decoded; send UTF-8 JSON", "body"
-        return error_response(exc.status_code, message, param, headers=getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every route of this path, not only the first one matched
+            allowed = _allowed_methods(request)
+            if allowed:
+                headers["Allow"] = ", ".join(allowed)
+                message = (
+                    f"{request.method} is not allowed on {request.url.path}; allowed: {headers['Allow']}"
+                )
+        return error_response(exc.status_code, message, param, headers=headers or None)
 
     @app.exception_handler(Exception)
     async def _unhandled(request: Request, exc: Exception) -> JSONResponse:

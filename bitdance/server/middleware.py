@@ -29,7 +29,7 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 OPEN_PREFIXES = ("/v1/files/",)  # capability URLs: the random token is the credential
-PROTECTED_PREFIXES = ("/v1/", "/metrics")
+PROTECTED_PREFIXES = ("/v1/", "/sdapi/", "/metrics")
 
 
 def needs_key(path: str) -> bool:

@@ -33,8 +33,25 @@ from .jobs import Job
 from .requests import SIZE_RE, GenerationSpec
 from .schemas import BACKGROUNDS, QUALITIES, ImageRequest, ImagesResponse
 
-STATUS_BY_ERROR_TYPE = {"invalid_request_error": 400, "timeout_error": 504, "cancelled": 409}
 UNEDITED_KEEP = 0.25  # edits without a mask, and variations: keep the first quarter of the AR steps
+
+
+SSE_EVENT = {  # one server-sent event (OpenAPI 3.2 style): its name and JSON data
+    "type": "object",
+    "required": ["event", "data"],
+    "properties": {
+        "event": {
+            "enum": [
+                "image_generation.partial_image",
+                "image_generation.completed",
+                "image_edit.partial_image",
+                "image_edit.completed",
+                "error",
+            ]
+        },
+        "data": {"type": "string", "contentMediaType": "application/json"},
+    },
+}
 
 
 def _sse(event: str, data: Any) -> str:
@@ -59,6 +76,7 @@ class EditForm(BaseModel):
     background: str | None = Field(None, pattern="^(" + "|".join(BACKGROUNDS) + ")$")
     complexity: str | None = Field(None, pattern="^(low|medium|high)$")
     input_fidelity: str | None = Field(None, pattern="^(high|low)$")
+    moderation: str | None = Field(None, pattern="^(low|auto)$")
     user: str | None = Field(None, max_length=256)
     safety_identifier: str | None = Field(None, max_length=256)
     frame_count: str | None = None
@@ -157,21 +175,10 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
         return {"X-BitDance-Ignored-Fields": ", ".join(spec.ignored_fields)} if spec.ignored_fields else {}
 
     async def wait_result(job: Job, request: Request) -> Any:
-        while not job.finished:
-            await job.wait(timeout=0.25)
-            if job.finished or state.scheduler.expire_if_late(job):
-                break
-            if await request.is_disconnected():
-                state.scheduler.cancel(job.id, "client disconnected")
-                return Response(status_code=499)
-        info = job.info()
-        if info["status"] == "succeeded":
-            return JSONResponse(state.present(info, request, job)["result"], headers=headers_for(job.spec))
-        err = info["error"] or {"message": "job failed", "type": "server_error"}
-        status = STATUS_BY_ERROR_TYPE.get(err["type"], 500)
-        if err.get("code") == "shutdown":
-            status = 503
-        raise APIError(status, err["message"], err.get("param"), err.get("code"), type_=err["type"])
+        info = await state.wait(job, request)
+        if info is None:
+            return Response(status_code=499)
+        return JSONResponse(state.present(info, request, job)["result"], headers=headers_for(job.spec))
 
     def stream(job: Job, request: Request, partial_images: int, quality: str | None) -> StreamingResponse:
         spec = job.spec
@@ -252,7 +259,7 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
     responses_200: dict[int | str, dict[str, Any]] = {
         200: {
             "description": "the images; with stream=true, server-sent events (partial_image, completed)",
-            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            "content": {"text/event-stream": {"schema": SSE_EVENT}},
         },
         429: {"model": ErrorResponse, "description": "the queue is full; see Retry-After"},
         503: {"model": ErrorResponse, "description": "the server is shutting down"},
@@ -280,12 +287,13 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
         d["size"] = size
         return ImageRequest.model_validate(d, strict=False)
 
-    async def prepare(image: Any, regen: np.ndarray | None, size: tuple[int, int], canvas: Any) -> Any:
+    async def prepare(
+        image: Any, regen: np.ndarray | None, size: tuple[int, int], canvas: Any, p: int
+    ) -> Any:
         from ..editing import prepare_edit, vary_known  # noqa: PLC0415
 
         def work() -> Any:
             if regen is None and canvas is None:
-                p = pipe.defaults["parallel_num"]
                 grid_tokens = (size[0] // pipe.tokenizer.downsample) * (size[1] // pipe.tokenizer.downsample)
                 keep_steps = int(grid_tokens // p * UNEDITED_KEEP)
                 known, _, info = vary_known(
@@ -353,7 +361,7 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
         spec = state.build(req)
         if form.input_fidelity is not None:
             spec.ignored_fields.append("input_fidelity")
-        known, info = await prepare(image, regen, img_size, canvas)
+        known, info = await prepare(image, regen, img_size, canvas, spec.parallel_num)
         spec.known, spec.edit_info, spec.kind = known, info, "edit"
         if len(uploads) > 1:
             spec.ignored_fields.append("image[1:]")

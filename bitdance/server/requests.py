@@ -46,6 +46,7 @@ class GenerationSpec:
     filter_mode: str | None = None  # None: the server's mode
     ignored_fields: list[str] = field(default_factory=list)  # request fields accepted without effect
     kind: str = "generation"  # "generation" | "edit" | "variation" (names the stream events)
+    solver: str | None = None  # None: the pipeline's default
     known: Any = None  # KnownTokens for one image (edits, variations): teacher-forced tokens
     edit_info: dict[str, Any] | None = None
 
@@ -66,6 +67,7 @@ class GenerationSpec:
             self.negative_prompt is not None,
             self.prompts is None,
             self.filter_mode,
+            self.solver,
             None if self.known is None else id(self),  # edits run alone: their known tokens differ
         )
 
@@ -109,6 +111,13 @@ class TemplateCatalog:
             return self.templates.render(name, variables)
         except ValueError as e:
             raise APIError(400, str(e), param, "invalid_template_variables") from None
+
+
+def variable_limit(
+    template_text: str, names: list[str] | tuple[str, ...], limit: int, value_limit: int
+) -> int:
+    """Longest value one variable of a template may have, so that the rendered prompt fits in `limit`."""
+    return max(1, min(value_limit, (limit - len(template_text)) // max(1, len(names))))
 
 
 def parse_size(
@@ -165,6 +174,8 @@ def _prompt_groups(
             "variables" if not isinstance(req.variables, list) else f"variables[{i}]"
             for i in range(len(sets))
         ]
+        if req.template in templates.names():
+            _check_variable_lengths(templates, req.template, sets, params, config)
         prompts = [templates.render(req.template, dict(s), p) for s, p in zip(sets, params)]
         return prompts, params, [dict(s) for s in sets]
     if req.variables is not None:
@@ -182,6 +193,25 @@ def _prompt_groups(
             400, f"{len(req.prompt)} prompts; this server allows at most {config.max_prompts}", "prompt"
         )
     return list(req.prompt), [f"prompt[{i}]" for i in range(len(req.prompt))], None
+
+
+def _check_variable_lengths(
+    templates: TemplateCatalog, name: str, sets: list[Any], params: list[str], config: ServerConfig
+) -> None:
+    from ..templates import MAX_VALUE_CHARS  # noqa: PLC0415
+
+    t = templates.templates.get(name)
+    most = variable_limit(t.text, t.placeholders, prompt_limit(config), MAX_VALUE_CHARS)
+    for s, p in zip(sets, params):
+        for k, v in dict(s).items():
+            if isinstance(v, str) and len(v) > most:
+                raise APIError(
+                    400,
+                    f"{p}.{k} has {len(v)} characters; values of template {name!r} may have at most {most} "
+                    "(the rendered prompt must fit the prompt limit)",
+                    f"{p}.{k}",
+                    "invalid_template_variables",
+                )
 
 
 def _class_label(pipe: Any, text: str, param: str) -> int:
@@ -289,7 +319,7 @@ def build_spec(
     text_model = pipe.generator.config.cond_type == "text"
     if req.n > config.max_n:
         raise APIError(400, f"n must be at most {config.max_n} on this server, got {req.n}", "n")
-    limit = min(config.max_prompt_chars, _pipeline_prompt_limit())
+    limit = prompt_limit(config)
     prompts, params, var_sets = _prompt_groups(req, config, templates)
     for text, param in zip(prompts, params):
         _check_text(text, param, limit)
@@ -362,6 +392,11 @@ def build_spec(
         filter_mode=opts.filter_mode,
         ignored_fields=opts.ignored_fields,
     )
+
+
+def prompt_limit(config: ServerConfig) -> int:
+    """The longest prompt a request may carry: the server's limit within the pipeline's."""
+    return min(config.max_prompt_chars, _pipeline_prompt_limit())
 
 
 def _pipeline_prompt_limit() -> int:

@@ -142,6 +142,11 @@ class Scheduler:
     def running(self) -> int:
         return len(self._running)
 
+    def running_jobs(self) -> list[Job]:
+        """The jobs of the batch now generating (a copy)."""
+        with self._cond:
+            return list(self._running)
+
     def retry_after(self) -> int:
         """Seconds until a queue slot is likely free (at least 1)."""
         per_batch = max(1, self.config.max_batch_images // 4)
@@ -323,6 +328,8 @@ class Scheduler:
             filter_mode=spec0.filter_mode or self.config.filter_mode,
             preview_every=self.config.preview_every if want_previews else None,
         )
+        if spec0.solver is not None:
+            settings["solver"] = spec0.solver
         try:
             if spec0.known is not None:  # an edit or variation: one job, its known tokens teacher-forced
                 if "negative_prompt" in kwargs:

@@ -64,7 +64,7 @@ class ImageRequest(OpenAIImageFields):
     model: str | None = Field(
         None, max_length=200, description="model id from /v1/models; default: the served model"
     )
-    prompt: str | list[str] | None = Field(
+    prompt: str | list[str] = Field(  # may be left out (then: template), but not null
         None, description="a prompt or a list of prompts (batch); for class models a class name or index"
     )
     n: Int = Field(1, ge=1, le=64, description="images per prompt (server limit: see /v1/models)")
@@ -88,8 +88,8 @@ class ImageRequest(OpenAIImageFields):
     guidance_scale: float | None = Field(None, ge=0, le=50, description="classifier-free guidance scale")
     guidance_schedule: Literal["constant", "linear"] | None = None
     negative_prompt: str | None = Field(None, description="negative prompt (text models)")
-    template: str | None = Field(None, max_length=200, description="template name from /v1/templates")
-    variables: VariableSet | list[VariableSet] | None = Field(
+    template: str = Field(None, max_length=200, description="template name from /v1/templates")
+    variables: VariableSet | list[VariableSet] = Field(
         None, description="template variables: one set, or a list of sets (one image group per set)"
     )
     parallel_num: Int | None = Field(None, ge=1, le=4096, description="tokens per AR step P")
@@ -217,7 +217,7 @@ def bind_limits(
     fields: dict[str, Any] = {
         "model": (lit((model_name,)) | None, Field(None, description="model id from /v1/models")),  # type: ignore[operator]
         "prompt": (
-            text | prompts | None,
+            text | prompts,
             Field(None, description=ImageRequest.model_fields["prompt"].description),
         ),
         "n": (Int, Field(1, ge=1, le=max_n, description="images per prompt")),
@@ -232,13 +232,13 @@ def bind_limits(
             Field(None, description="tokens per AR step P"),
         ),
         "variables": (
-            VariableSet | Annotated[list[VariableSet], Field(min_length=1, max_length=max_prompts)] | None,
+            VariableSet | Annotated[list[VariableSet], Field(min_length=1, max_length=max_prompts)],
             Field(None, description=ImageRequest.model_fields["variables"].description),
         ),
     }
     if template_names:
         fields["template"] = (
-            lit(tuple(template_names)) | None,
+            lit(tuple(template_names)),
             Field(None, description="template from /v1/templates"),
         )
     image = create_model("ImageRequest", __base__=ImageRequest, __doc__=ImageRequest.__doc__, **fields)
