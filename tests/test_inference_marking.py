@@ -165,3 +165,22 @@ def test_cli_signed_output_with_the_test_signer(tmp_path, monkeypatch):
         store = json.loads(c2pa.Reader("image/png", f).json())
     assert store["manifests"][store["active_manifest"]]["signature_info"]["issuer"] == marking.TEST_SIGNER_ORG
     assert read_recipe(out)["prompt"] == "a cat"
+
+
+@needs_exiftool
+def test_a1111_txt2img_images_are_marked(tmp_path):
+    """An AUTOMATIC1111 txt2img response (as webuiapi reads it) carries the marking too."""
+    pytest.importorskip("fastapi")
+    import base64
+
+    import httpx
+    from test_server_support import live_server, tiny_pipe
+
+    from bitdance.server import ServerConfig, create_app
+
+    with live_server(create_app(tiny_pipe(), ServerConfig())) as url:
+        r = httpx.post(url + "/sdapi/v1/txt2img", json={"prompt": "a red square", "steps": 1}, timeout=60)
+    assert r.status_code == 200, r.text
+    path = tmp_path / "a1111.png"
+    path.write_bytes(base64.b64decode(r.json()["images"][0]))
+    assert exiftool(path)["XMP-iptcExt:DigitalSourceType"] == SOURCE
