@@ -7,6 +7,8 @@ Each PNG gets two text chunks:
       Steps: 20, Sampler: euler_maruyama, CFG scale: 3.0, Seed: 0, Size: 32x32, Model hash: 3f2a..., ...
 - `bitdance`: the full recipe as JSON (sorted keys, ASCII), the source of truth for `bitdance inspect`
   and `bitdance generate --replay`.
+- `XML:com.adobe.xmp`: the AI-generated marking (IPTC digital source type), see `marking.py`; a signed
+  C2PA manifest is added when one is configured.
 Nothing time- or host-dependent is recorded, so the same recipe always gives the same PNG bytes.
 """
 
@@ -23,6 +25,7 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
+from . import marking
 from .checkpoint import atomic_write_bytes
 
 RECIPE_KEY = "bitdance"
@@ -210,13 +213,39 @@ def parse_parameters(text: str) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------- PNG I/O
 def png_bytes(image: Image.Image, recipe: Mapping[str, Any]) -> bytes:
-    """Encode `image` as PNG with the `parameters` and `bitdance` text chunks."""
-    info = PngImagePlugin.PngInfo()
-    info.add_text(PARAMETERS_KEY, a1111_parameters(recipe))  # Pillow falls back to iTXt for non-Latin-1 text
-    info.add_text(RECIPE_KEY, json.dumps(recipe, sort_keys=True, ensure_ascii=True, separators=(",", ":")))
+    """Encode `image` as PNG with the `parameters`, `bitdance` and XMP text chunks (+ C2PA if configured)."""
+    return image_bytes(image, recipe, "png")
+
+
+def image_bytes(
+    image: Image.Image, recipe: Mapping[str, Any], fmt: str = "png", quality: int | None = None
+) -> bytes:
+    """Encode `image` as png / jpeg / webp, marked as AI-generated (XMP; C2PA when configured).
+
+    Only PNG carries the recipe (text chunks); `quality` (1-100) applies to jpeg / webp.
+    """
+    if fmt not in marking.MIME:
+        raise ValueError(f"image format must be one of {', '.join(marking.MIME)}, got {fmt!r}")
+    creds = marking.configured_credentials()
+    xmp = marking.xmp_packet(recipe)
     buf = io.BytesIO()
-    image.save(buf, format="PNG", pnginfo=info)
-    return buf.getvalue()
+    if fmt == "png":
+        info = PngImagePlugin.PngInfo()
+        info.add_text(PARAMETERS_KEY, a1111_parameters(recipe))  # Pillow falls back to iTXt for non-Latin-1
+        info.add_text(
+            RECIPE_KEY, json.dumps(recipe, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
+        )
+        info.add_itxt(marking.XMP_KEY, xmp.decode("utf-8"), zip=False)  # XMP spec: uncompressed iTXt
+        image.save(buf, format="PNG", pnginfo=info)
+    else:
+        kw: dict[str, Any] = {"quality": quality} if quality is not None else {}
+        image.convert("RGB").save(buf, format=fmt.upper(), xmp=xmp, **kw)
+    data = buf.getvalue()
+    return marking.c2pa_sign(data, fmt, recipe, creds) if creds is not None else data
+
+
+class OutputWriteError(OSError, ValueError):
+    """An output file could not be written; the message names the path the caller gave."""
 
 
 def save_png(image: Image.Image, path: str | Path, recipe: Mapping[str, Any]) -> Path:
@@ -224,7 +253,11 @@ def save_png(image: Image.Image, path: str | Path, recipe: Mapping[str, Any]) ->
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"output {path} must be a .png file (the recipe is stored in PNG text chunks)")
-    atomic_write_bytes(path, png_bytes(image, recipe))
+    data = png_bytes(image, recipe)
+    try:
+        atomic_write_bytes(path, data)  # removes its temp file on failure
+    except OSError as e:
+        raise OutputWriteError(f"cannot write output {path}: {e.strerror or e}") from None
     return path
 
 

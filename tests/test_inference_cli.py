@@ -2,6 +2,7 @@
 
 import io
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -188,3 +189,177 @@ def test_shipped_model_generate_replay_edit(tmp_path):
     assert cli(["edit", str(out), "--box", "0,0,16,16", "--steps", "4", "-o", str(tmp_path / "e.png")]) == 0
     assert read_recipe(tmp_path / "e.png")["edit"]["mode"] == "inpaint"
     assert cli(["generate", "a naked woman", "-o", str(tmp_path / "n.png")]) == 1
+
+
+# ----------------------------------------------------------------------------- output paths
+def _no_model(monkeypatch):
+    """Make loading a model fail loudly: path errors must come first."""
+    import bitdance.commands.generate as gen
+
+    def boom(*a, **k):
+        raise AssertionError("the model was loaded before the output path was checked")
+
+    monkeypatch.setattr(gen, "load_pipeline", boom)
+
+
+@pytest.mark.parametrize(
+    "where,reason",
+    [
+        ("{tmp}/file.txt/x.png", "is not a folder"),
+        ("{tmp}/file.txt/deeper/x.png", "is not a folder"),
+        ("{tmp}/adir.png", "exists and is not a regular file"),
+        ("/sys/x.png", "cannot write output /sys/x.png:"),
+        ("/proc/x.png", "cannot write output /proc/x.png:"),
+        ("/proc/nowhere/sub/x.png", "cannot write output /proc/nowhere/sub/x.png:"),
+    ],
+)
+def test_unwritable_output_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys, where, reason):
+    _no_model(monkeypatch)
+    (tmp_path / "file.txt").write_text("x")
+    (tmp_path / "adir.png").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    path = where.format(tmp=tmp_path)
+    for argv in (
+        ["generate", "a cat", "-o", path],
+        ["edit", str(tmp_path / "file.txt"), "--box", "0,0,4,4", "-o", path],
+        ["generate", "--replay", str(tmp_path / "nope.png"), "-o", path],
+    ):
+        code = cli(argv)
+        err = _error_line(capsys)
+        if argv[1] == "--replay":  # the replay source is read first; its error wins
+            assert code == 2 and "nope.png not found" in err
+            continue
+        assert code == 2 and path in err and reason in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no hidden probe or temp file left
+
+
+def test_unwritable_out_dir_is_refused_before_the_model_loads(tmp_path, monkeypatch, capsys):
+    _no_model(monkeypatch)
+    (tmp_path / "file.txt").write_text("x")
+    bad = str(tmp_path / "file.txt" / "out")
+    assert cli(["generate", "a cat", "--out-dir", bad]) == 2
+    assert (
+        _error_line(capsys)
+        == f"error: cannot write output folder {bad}: {tmp_path / 'file.txt'} is not a folder"
+    )
+
+
+@pytest.mark.skipif(getattr(os, "geteuid", lambda: 0)() == 0, reason="root can write into read-only folders")
+def test_read_only_folder_is_refused(tmp_path, monkeypatch, capsys):
+    _no_model(monkeypatch)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o555)
+    try:
+        assert cli(["generate", "a cat", "-o", str(ro / "x.png")]) == 2
+        assert f"cannot write output {ro / 'x.png'}: Permission denied" in _error_line(capsys)
+    finally:
+        ro.chmod(0o755)
+
+
+def test_write_failure_after_generation_names_the_path_and_leaves_nothing(tmp_path, monkeypatch, capsys):
+    import bitdance.checkpoint as ckpt
+    import bitdance.provenance as prov
+
+    def fail_after_temp(path, data):  # the real writer, failing between the temp file and the rename
+        real_replace = ckpt.os.replace
+
+        def no_space(src, dst):
+            raise OSError(28, "No space left on device")
+
+        monkeypatch.setattr(ckpt.os, "replace", no_space)
+        try:
+            ckpt.atomic_write_bytes(path, data)
+        finally:
+            monkeypatch.setattr(ckpt.os, "replace", real_replace)
+
+    monkeypatch.setattr(prov, "atomic_write_bytes", fail_after_temp)
+    out = tmp_path / "sub" / "x.png"
+    assert cli([*GEN, "a cat", "-o", str(out)]) == 2
+    assert _error_line(capsys) == f"error: cannot write output {out}: No space left on device"
+    assert [p.name for p in (tmp_path / "sub").iterdir()] == []  # the temp file was removed
+
+
+# ----------------------------------------------------------------------------- WIDTHxHEIGHT sizes
+@pytest.fixture(scope="module")
+def wide_model(tmp_path_factory):
+    """A tiny text model with sin-cos head positions: it makes 16x16 ... 32x32, so 32x16 is allowed."""
+    import dataclasses
+
+    from bitdance.configs import get_preset
+    from bitdance.generator.text_encoder import HashTextEncoder
+    from bitdance.generator.transformer import BitDanceTransformer
+    from bitdance.pipeline import BitDancePipeline
+    from bitdance.tokenizer.autoencoder import BinaryAutoencoder
+
+    torch.manual_seed(0)
+    gcfg = dataclasses.replace(get_preset("generator", "tiny-text"), head_pos="sincos")
+    pipe = BitDancePipeline(
+        BinaryAutoencoder(get_preset("tokenizer", "tiny")),
+        BitDanceTransformer(gcfg),
+        HashTextEncoder(32, 8),
+        name="wide",
+    )
+    folder = tmp_path_factory.mktemp("wide") / "model"
+    pipe.save_pretrained(folder)
+    return str(folder)
+
+
+def test_size_is_width_by_height_and_says_so(wide_model, tmp_path, capsys):
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    assert (
+        cli(["generate", "a cat", "--model", wide_model, "--steps", "1", "--size", "32x16", "-o", str(a)])
+        == 0
+    )
+    err = capsys.readouterr().err
+    assert "note: --size is WIDTHxHEIGHT: 32x16 means width 32, height 16" in err
+    assert Image.open(a).size == (32, 16)  # PIL size is (width, height)
+    rec = read_recipe(a)
+    assert (rec["width"], rec["height"]) == (32, 16)
+    assert (
+        cli(["generate", "a cat", "--model", wide_model, "--steps", "1", "--size-hw", "16x32", "-o", str(b)])
+        == 0
+    )
+    assert "warning: --size-hw is deprecated; write --size 32x16 (WIDTHxHEIGHT)" in capsys.readouterr().err
+    assert b.read_bytes() == a.read_bytes()
+    assert cli(["generate", "a cat", "--model", wide_model, "--size", "32x16", "--size-hw", "16x32"]) == 2
+    assert "not both" in _error_line(capsys)
+    assert cli(["generate", "a cat", "--model", wide_model, "--size", "64x16", "-o", str(b)]) == 2
+    err = _error_line(capsys)
+    assert "unsupported size 64x16 (WIDTHxHEIGHT)" in err and "32x16" in err
+    assert (
+        cli(["generate", "a cat", "--model", wide_model, "--steps", "1", "--size", "16x16", "-o", str(b)])
+        == 0
+    )
+    assert "WIDTHxHEIGHT" not in capsys.readouterr().err  # a square size is not ambiguous: no note
+
+
+def test_edit_canvas_is_width_by_height(wide_model, tmp_path, capsys):
+    src, out = tmp_path / "src.png", tmp_path / "out.png"
+    assert cli(["generate", "a cat", "--model", wide_model, "--steps", "1", "-o", str(src)]) == 0
+    assert (
+        cli(
+            [
+                "edit",
+                str(src),
+                "--model",
+                wide_model,
+                "--canvas",
+                "32x16",
+                "--offset",
+                "0,0",
+                "--steps",
+                "1",
+                "-o",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    assert Image.open(out).size == (32, 16)
+    assert read_recipe(out)["edit"]["canvas"] == [16, 32]  # the recipe keeps the API's (height, width)
+    assert (
+        cli(["edit", str(src), "--model", wide_model, "--canvas-hw", "16x32", "--steps", "1", "-o", str(out)])
+        == 0
+    )
+    assert "--canvas-hw is deprecated" in capsys.readouterr().err

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
+from pathlib import Path
 from typing import IO, Any, NoReturn
 
 
@@ -15,7 +18,7 @@ class Parser(argparse.ArgumentParser):
 
 
 def parse_size(size: str | None) -> tuple[int | None, int | None]:
-    """'32x32' (HEIGHTxWIDTH) -> (32, 32); None -> (None, None)."""
+    """'32x48' (HEIGHTxWIDTH, the old CLI order; `bitdance export` still uses it) -> (32, 48)."""
     if size is None:
         return None, None
     parts = size.lower().split("x")
@@ -24,10 +27,84 @@ def parse_size(size: str | None) -> tuple[int | None, int | None]:
     return int(parts[0]), int(parts[1])
 
 
+def parse_wh(text: str | None, flag: str = "--size") -> tuple[int | None, int | None]:
+    """'48x32' (WIDTHxHEIGHT, as the server, A1111 and OpenAI write it) -> (height 32, width 48)."""
+    if text is None:
+        return None, None
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+        raise ValueError(f"{flag} must look like 48x32 (WIDTHxHEIGHT in pixels), got {text!r}")
+    return int(parts[1]), int(parts[0])
+
+
+def size_option(args: Any, name: str = "size") -> tuple[int | None, int | None]:
+    """(height, width) from `--<name> WxH` or the deprecated `--<name>-hw HxW` (at most one of them)."""
+    flag, wh, hw = f"--{name}", getattr(args, name), getattr(args, f"{name}_hw")
+    if wh is not None and hw is not None:
+        raise ValueError(f"give {flag} WIDTHxHEIGHT or the deprecated {flag}-hw HEIGHTxWIDTH, not both")
+    return parse_size(hw) if hw is not None else parse_wh(wh, flag)
+
+
+def size_notes(args: Any, name: str = "size") -> None:
+    """Once the size is accepted: the deprecation warning for `--<name>-hw`, and how a non-square
+    `--<name>` is read (the order changed from HEIGHTxWIDTH), so that no value is reinterpreted silently."""
+    flag, wh, hw = f"--{name}", getattr(args, name), getattr(args, f"{name}_hw")
+    if hw is not None:
+        h, w = parse_size(hw)
+        print(f"warning: {flag}-hw is deprecated; write {flag} {w}x{h} (WIDTHxHEIGHT)", file=sys.stderr)
+    elif wh is not None:
+        h, w = parse_wh(wh, flag)
+        if h != w:
+            print(
+                f"note: {flag} is WIDTHxHEIGHT: {wh} means width {w}, height {h} "
+                f"(the old HEIGHTxWIDTH order is {flag}-hw)",
+                file=sys.stderr,
+            )
+
+
+def check_size_supported(pipe: Any, height: int | None, width: int | None, what: str = "size") -> None:
+    """Refuse a size the model cannot make, in WIDTHxHEIGHT terms (before any work)."""
+    if height is None and width is None:
+        return
+    sizes = pipe.supported_sizes
+    if (height, width) not in sizes:
+        shown = ", ".join(f"{w}x{h}" for h, w in sizes[:12]) + (" ..." if len(sizes) > 12 else "")
+        raise ValueError(f"unsupported {what} {width}x{height} (WIDTHxHEIGHT); this model supports: {shown}")
+
+
 def check_png_path(path: str | None) -> None:
     """Outputs carry their recipe in PNG text chunks, so they must be .png files."""
     if path is not None and not path.lower().endswith(".png"):
         raise ValueError(f"output {path} must be a .png file (the recipe is stored in PNG text chunks)")
+
+
+def check_output(path: str | None, out_dir: str | None = None) -> None:
+    """Fail before the model loads when the output file (or else `out_dir`) cannot be written.
+
+    Missing folders are allowed (they are created when writing) as long as the nearest existing one
+    is a folder we can create files in; the probe file is removed at once.
+    """
+    from ..marking import check_signing  # noqa: PLC0415
+
+    check_png_path(path)
+    check_signing()  # a bad C2PA setting fails now, not after generating
+    target = Path(path) if path is not None else None
+    given = path if path is not None else out_dir
+    folder = target.parent if target is not None else Path(out_dir or ".")
+    what = "output" if path is not None else "output folder"
+    if target is not None and (target.is_dir() or (target.exists() and not target.is_file())):
+        raise ValueError(f"cannot write {what} {given}: it exists and is not a regular file")
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        raise ValueError(f"cannot write {what} {given}: {probe} is not a folder")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=probe, prefix=".bitdance-probe-", suffix=".tmp")
+    except OSError as e:
+        raise ValueError(f"cannot write {what} {given}: {e.strerror or e}") from None
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def parse_pair(text: str, what: str) -> tuple[int, int]:

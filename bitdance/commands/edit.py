@@ -2,7 +2,7 @@
 
     bitdance edit photo.png "a blue sneaker" --box 0,0,16,16 -o edited.png     # re-roll a region
     bitdance edit photo.png --mask mask.png                                    # white = regenerate
-    bitdance edit photo.png --canvas 32x48 --offset 0,0                        # outpaint
+    bitdance edit photo.png --canvas 48x32 --offset 0,0                        # outpaint (WIDTHxHEIGHT)
     bitdance edit photo.png --from-step 2 --seed 7                             # variation
 
 The prompt (or class) and the model default to those recorded in the input PNG, if it is a bitdance image.
@@ -15,7 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import Parser, Progress, check_png_path, parse_pair, parse_size, sampling_kwargs
+from ._common import (
+    Parser,
+    Progress,
+    check_output,
+    check_size_supported,
+    parse_pair,
+    sampling_kwargs,
+    size_notes,
+    size_option,
+)
 
 
 def build_parser() -> Parser:
@@ -26,7 +35,12 @@ def build_parser() -> Parser:
     what.add_argument("--mask", help="mask image of the input's size: white = regenerate, black = keep")
     what.add_argument("--box", help="region to regenerate: x0,y0,x1,y1 in pixels (x1, y1 exclusive)")
     what.add_argument("--from-step", type=int, help="variation: keep the first K AR steps, redo the rest")
-    p.add_argument("--canvas", help="outpaint onto a HEIGHTxWIDTH canvas (may be combined with --mask)")
+    p.add_argument(
+        "--canvas", help="outpaint onto a WIDTHxHEIGHT canvas, e.g. 48x32 (may be combined with --mask)"
+    )
+    p.add_argument(
+        "--canvas-hw", help="deprecated: the canvas as HEIGHTxWIDTH, the order --canvas used before"
+    )
     p.add_argument("--offset", help="outpaint: x,y of the input's top-left on the canvas (default: centred)")
     p.add_argument("-o", "--output", help="output PNG; default: <out-dir>/<input>-edit-<seed>.png")
     p.add_argument("--out-dir", default="outputs", help="folder for outputs when -o is not given")
@@ -66,15 +80,22 @@ def main(argv: list[str]) -> int:
     from .generate import load_pipeline  # noqa: PLC0415
 
     args = build_parser().parse_args(argv)
-    check_png_path(args.output)
+    check_output(args.output, None if args.output else args.out_dir)
     image = load_image(args.image)  # unreadable input: clear error before loading the model
+    canvas_h, canvas_w = size_option(args, "canvas")
+    canvas = (canvas_h, canvas_w) if canvas_h is not None else None
     recipe = _recorded(args.image) if args.image.lower().endswith(".png") else {}
-    if args.mask is None and args.box is None and args.from_step is None and args.canvas is None:
+    if args.mask is None and args.box is None and args.from_step is None and canvas is None:
         raise ValueError("say what to regenerate: --mask, --box, --canvas (outpaint) or --from-step (vary)")
-    if args.from_step is not None and args.canvas is not None:
+    if args.offset is not None and canvas is None:
+        raise ValueError("--offset needs --canvas")
+    if args.from_step is not None and canvas is not None:
         raise ValueError("--from-step varies the whole image; it cannot be combined with --canvas")
     model = args.model or recipe.get("model") or "bitdance-mini"
     pipe = load_pipeline(model, args.device, args.filter_mode, args.safety_rules)
+    if canvas is not None:
+        check_size_supported(pipe, canvas_h, canvas_w, "canvas size")
+        size_notes(args, "canvas")
     kw: dict[str, Any] = {
         "num_images_per_prompt": args.n,
         "seed": args.seed,
@@ -100,10 +121,7 @@ def main(argv: list[str]) -> int:
         if args.from_step is not None:
             out = pipe.vary(image, from_step=args.from_step, **kw)
         else:
-            canvas = parse_size(args.canvas) if args.canvas else None
             offset = parse_pair(args.offset, "--offset") if args.offset else None
-            if offset is not None and canvas is None:
-                raise ValueError("--offset needs --canvas")
             mask = Path(args.mask) if args.mask else None
             box = parse_pair_box(args.box) if args.box else None
             out = pipe.edit(image, mask=mask, box=box, canvas=canvas, offset=offset, **kw)

@@ -15,7 +15,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import Parser, Progress, check_png_path, parse_size, sampling_kwargs
+from ._common import (
+    Parser,
+    Progress,
+    check_output,
+    check_size_supported,
+    parse_size,  # noqa: F401  (HEIGHTxWIDTH; `bitdance export` imports it from here)
+    sampling_kwargs,
+    size_notes,
+    size_option,
+)
 
 # options that a replay takes from the image; giving them with --replay is an error, not silently ignored
 _RECIPE_OPTIONS = (
@@ -24,6 +33,7 @@ _RECIPE_OPTIONS = (
     "var",
     "class_label",
     "size",
+    "size_hw",
     "steps",
     "cfg",
     "cfg_schedule",
@@ -56,7 +66,8 @@ def build_parser() -> Parser:
         default=0,
         help="base seed: image k uses seed + k unless the prompts file gives a seed (default 0)",
     )
-    p.add_argument("--size", help="HEIGHTxWIDTH in pixels, e.g. 32x32 (default: the model's native size)")
+    p.add_argument("--size", help="WIDTHxHEIGHT in pixels, e.g. 48x32 (default: the model's native size)")
+    p.add_argument("--size-hw", help="deprecated: HEIGHTxWIDTH, the order --size used before")
     p.add_argument("--steps", type=int, help="head sampling steps per AR step (default: model's)")
     p.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: model's)")
     p.add_argument("--cfg-schedule", choices=["constant", "linear"], help="guidance schedule over AR steps")
@@ -117,8 +128,9 @@ def _replay(args: Any) -> int:
     if args.prompt is not None or given:
         flag = "--" + given[0].replace("_", "-").replace("class-label", "class") if given else "the prompt"
         raise ValueError(f"--replay takes every setting from the image; remove {flag}")
-    check_png_path(args.output)
     recipe = read_recipe(args.replay)
+    path = Path(args.output) if args.output else Path(args.out_dir) / f"{Path(args.replay).stem}-replay.png"
+    check_output(args.output if args.output else str(path))
     try:
         model = args.model or recipe.get("model") or "bitdance-mini"
         pipe = load_pipeline(model, args.device, args.filter_mode, args.safety_rules)
@@ -127,7 +139,6 @@ def _replay(args: Any) -> int:
             raise
         raise ValueError(f"{e}; pass --model NAME_OR_FOLDER to choose the model to replay with") from None
     out = pipe.replay(recipe, force=args.force, filter_mode=args.filter_mode)
-    path = Path(args.output) if args.output else Path(args.out_dir) / f"{Path(args.replay).stem}-replay.png"
     out.save(path, 0)
     print(path)
     return 0
@@ -161,8 +172,8 @@ def _generate(args: Any) -> int:
     from ..templates import load_templates, parse_vars  # noqa: PLC0415
 
     rank, world = dist_info()
-    check_png_path(args.output)
-    h, w = parse_size(args.size)
+    check_output(args.output, None if args.output else args.out_dir)
+    h, w = size_option(args)
     templates = load_templates(args.templates_file)
     variables = parse_vars(args.var)
     if variables and not args.template:
@@ -170,6 +181,7 @@ def _generate(args: Any) -> int:
     if args.template:
         templates.get(args.template)
     pipe = load_pipeline(args.model or "bitdance-mini", args.device, args.filter_mode, args.safety_rules)
+    check_size_supported(pipe, h, w)
     text = pipe.is_text
     if args.class_label is not None and text:
         raise ValueError("--class is for class-conditional models; this model takes prompts")
@@ -203,6 +215,7 @@ def _generate(args: Any) -> int:
     pipe.resolve_settings(**call)  # bad settings fail before the content check and any work
     for v in check_items(pipe, items):
         print(f"warning: {format_verdict(v)}", file=sys.stderr)
+    size_notes(args)
     progress = Progress(enabled=False if args.quiet else None)
     try:
         results = run_items(

@@ -273,6 +273,10 @@ def create_app(
             headers={"Content-Security-Policy": PAGE_CSP, "X-Content-Type-Options": "nosniff"},
         )
 
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
+
     def health_body() -> dict[str, Any]:
         s = state.scheduler
         ready = not state.shutting_down and s.accepting

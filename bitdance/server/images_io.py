@@ -133,15 +133,11 @@ def recipe_of(image: Image.Image) -> dict[str, Any] | None:
 
 
 def encode_image(image: Image.Image, recipe: dict[str, Any], fmt: str, compression: int | None) -> bytes:
-    """PNG with the recipe, or JPEG / WebP at quality `compression` (default 100)."""
-    if fmt == "png":
-        from ..provenance import png_bytes  # noqa: PLC0415
+    """PNG with the recipe, or JPEG / WebP at quality `compression` (default 100); all marked as
+    AI-generated (XMP digital source type, C2PA when configured: `bitdance.marking`)."""
+    from ..provenance import image_bytes  # noqa: PLC0415
 
-        return png_bytes(image, recipe)
-    buf = io.BytesIO()
-    quality = 100 if compression is None else compression
-    image.convert("RGB").save(buf, format="JPEG" if fmt == "jpeg" else "WEBP", quality=quality)
-    return buf.getvalue()
+    return image_bytes(image, recipe, fmt, 100 if compression is None else compression)
 
 
 def sniff_format(data: bytes) -> str | None:

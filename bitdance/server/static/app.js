@@ -1,10 +1,11 @@
 // BitDance web page: one form -> POST /v1/jobs -> server-sent events (progress, previews) -> gallery.
+// recipe.js reads a dropped PNG's recipe into the form; editor.js edits an image with a mask brush.
 // Plain JS, no build step, no external resources. Events are read with fetch() (not EventSource)
 // so the Authorization header can be sent when the server requires an API key.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { model: null, templates: [], job: null, abort: null };
+const state = { model: null, templates: [], job: null, abort: null, extra: {} };
 
 function apiKey() { return $("api-key").value.trim() || sessionStorage.getItem("bitdance-key") || ""; }
 
@@ -16,8 +17,11 @@ function headers(json) {
   return h;
 }
 
+// options.body: a JSON string; options.form: a FormData (multipart, its own Content-Type)
 async function api(path, options = {}) {
-  const res = await fetch(path, { ...options, headers: headers(options.body !== undefined) });
+  const { form, ...rest } = options;
+  const init = form ? { ...rest, body: form, headers: headers(false) } : { ...rest, headers: headers(rest.body !== undefined) };
+  const res = await fetch(path, init);
   const text = await res.text();
   let body = null;
   try { body = text ? JSON.parse(text) : null; } catch (_) { body = { error: { message: text } }; }
@@ -33,6 +37,29 @@ async function api(path, options = {}) {
 function setStatus(text, isError) {
   $("status").textContent = text;
   $("status").className = isError ? "error" : "muted";
+}
+
+// "param: message", unless the message already names the field ("prompt is empty", not "prompt: prompt ...")
+function errorText(e) {
+  const msg = e.message || String(e);
+  if (!e.param || msg.startsWith(e.param) || msg.startsWith(`'${e.param}'`)) return msg;
+  return `${e.param}: ${msg}`;
+}
+
+// An error message stays only until the user changes something (then it would describe the past).
+function clearStaleError() {
+  if ($("status").classList.contains("error")) setStatus("idle");
+}
+
+function resetProgress() {
+  $("progress").value = 0;
+  $("previews").replaceChildren();
+}
+
+function showError(e) {
+  resetProgress();
+  setStatus(errorText(e), true);
+  if (e.status === 401) $("key-row").hidden = false;
 }
 
 function option(select, value, label) {
@@ -61,6 +88,7 @@ async function loadModel() {
     state.templates = tpl.data;
     tpl.data.forEach((t) => option($("template"), t.name, `${t.name}: ${t.template}`));
     if (!apiKey()) $("key-row").hidden = true;
+    if ($("status").classList.contains("error")) setStatus("idle");  // e.g. "enter the API key", now done
   } catch (e) {
     if (e.status === 401) {
       $("key-row").hidden = false;
@@ -117,7 +145,7 @@ function requestBody() {
   const cfg = numberOrNull("cfg");
   if (cfg !== null) body.guidance_scale = cfg;
   if (m && $("parallel").value) body.parallel_num = Number($("parallel").value);
-  return body;
+  return { ...state.extra, ...body };
 }
 
 // Read "event: x\ndata: {...}\n\n" blocks from a streaming fetch response.
@@ -177,6 +205,18 @@ function addToGallery(item) {
   link.href = item.url;
   link.download = `bitdance-${item.seed}.png`;
   link.textContent = "download PNG";
+  const edit = document.createElement("button");
+  edit.type = "button";
+  edit.className = "edit";
+  edit.textContent = "edit";
+  edit.addEventListener("click", async () => {
+    const blob = await (await fetch(item.url)).blob();
+    openEditor(blob, `seed ${item.seed}`);
+    $("editor").scrollIntoView({ block: "nearest" });
+  });
+  const tools = document.createElement("div");
+  tools.className = "tools";
+  tools.append(link, edit);
   const details = document.createElement("details");
   const summary = document.createElement("summary");
   summary.textContent = "metadata";
@@ -190,7 +230,7 @@ function addToGallery(item) {
     cut.textContent = `not used (past the model's prompt length): "${md.prompt_ignored_text}"`;
     card.append(cut);
   }
-  card.append(link, details);
+  card.append(tools, details);
   $("gallery").prepend(card);
 }
 
@@ -204,9 +244,11 @@ function finish(job) {
     setStatus(`done: ${job.result.data.length} image(s)`);
     $("previews").replaceChildren();
   } else if (job.status === "cancelled") {
+    resetProgress();  // the noisy partial previews of a cancelled job are not results
     setStatus("cancelled");
   } else {
-    setStatus("failed: " + (job.error ? job.error.message : "unknown error"), true);
+    resetProgress();
+    setStatus("failed: " + (job.error ? errorText(job.error) : "unknown error"), true);
   }
 }
 
@@ -214,8 +256,8 @@ async function generate(ev) {
   ev.preventDefault();
   if ($("api-key").value.trim()) sessionStorage.setItem("bitdance-key", $("api-key").value.trim());
   $("generate").disabled = true;
+  resetProgress();
   setStatus("queued…");
-  $("progress").value = 0;
   try {
     const job = await api("/v1/jobs", { method: "POST", body: JSON.stringify(requestBody()) });
     state.job = job.id;
@@ -234,10 +276,10 @@ async function generate(ev) {
     finish(final || await api(`/v1/jobs/${job.id}`));
   } catch (e) {
     if (e.name === "AbortError") return;
+    state.job = null;
     $("generate").disabled = false;
     $("cancel").disabled = true;
-    setStatus((e.param ? `${e.param}: ` : "") + e.message, true);
-    if (e.status === 401) $("key-row").hidden = false;
+    showError(e);
   }
 }
 
@@ -258,5 +300,20 @@ document.addEventListener("DOMContentLoaded", () => {
   $("cancel").addEventListener("click", cancel);
   $("template").addEventListener("change", showVars);
   $("api-key").addEventListener("change", loadModel);
+  $("form").addEventListener("input", clearStaleError);
+  $("replay").addEventListener("click", () => $("form").requestSubmit());
+  $("upload").addEventListener("change", () => { loadFile($("upload").files[0]); $("upload").value = ""; });
+  $("template").addEventListener("change", () => { state.extra = {}; });
+  document.addEventListener("dragover", (ev) => { ev.preventDefault(); document.body.classList.add("dragging"); });
+  document.addEventListener("dragleave", (ev) => {
+    if (!ev.relatedTarget) document.body.classList.remove("dragging");
+  });
+  document.addEventListener("drop", (ev) => {
+    ev.preventDefault();
+    document.body.classList.remove("dragging");
+    const file = ev.dataTransfer && ev.dataTransfer.files[0];
+    if (file) loadFile(file).catch((e) => setStatus(`cannot read ${file.name}: ${e.message}`, true));
+  });
+  setupEditor();
   loadModel();
 });
