@@ -106,7 +106,7 @@ def run_suite(
     metrics: dict[str, Any] = summarize(cases, blocked, rules)
     eval_dir = resources.files("bitdance") / "assets" / "eval"
     everyday = [
-        Case(json.loads(line)["prompt"], "allow", "copyrighted_character", "everyday", "eval_prompts")
+        Case(json.loads(line)["prompt"], "allow", "everyday", "everyday", "eval_prompts")
         for name in EVAL_PROMPTS
         for line in (eval_dir / name).read_text(encoding="utf-8").splitlines()
         if line.strip()
