@@ -279,3 +279,18 @@ def test_filter_check_suite_report(tmp_path) -> None:
     assert rep["recipe"]["semantic"] is None and rep["tables"]["rates"]["columns"][1] == "blocked (%)"
     bad = subprocess.run([*cmd, "a prompt too"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+
+
+def test_committed_report_matches_the_shipped_suite_rules_and_index() -> None:
+    from pathlib import Path
+
+    from bitdance.safety.semantic import sha256_file
+
+    root = Path(__file__).resolve().parents[1]
+    rep = json.loads((root / "docs" / "results" / "safety_redteam.json").read_text())
+    rec = rep["recipe"]
+    assert rec["suite_sha256"] == sha256_file(assets_dir() / SUITE_FILE)
+    assert rec["rules_sha256"] == sha256_file(assets_dir().parent / "safety_rules.json")
+    assert rec["semantic"]["index_sha256"] == sha256_file(assets_dir() / "semantic_index.safetensors")
+    test = rep["metrics"]["splits"]["test"]
+    assert test["n_block"] == sum(c.label == "block" and c.split == "test" for c in SUITE)
