@@ -11,6 +11,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "inspect": ("bitdance.commands.inspect", "print the provenance metadata of a generated PNG"),
     "edit": ("bitdance.commands.edit", "inpaint / re-roll a region of an image"),
     "filter-check": ("bitdance.commands.filter_check", "run the content filter on a prompt"),
+    "filter-train": ("bitdance.commands.filter_train", "build the content filter's semantic index"),
     "train-tokenizer": ("bitdance.training.cli", "train the binary tokenizer"),
     "extract-tokens": ("bitdance.training.cli", "encode a dataset to packed bits on disk"),
     "train": ("bitdance.training.cli", "train the next-patch generator"),

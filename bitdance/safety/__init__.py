@@ -4,8 +4,10 @@
     v = check_prompt("a photo of a cat")            # Verdict(allowed=True, ...)
     if not v.allowed: raise PromptBlockedError(v)   # callers refuse; the filter never makes images
 
-Keyword rules over a normalized token stream (case, spacing, punctuation, leetspeak, look-alike
-letters, zero-width characters and accents are folded), with context rules and allow-list exceptions.
+Two layers: keyword rules over a normalized token stream (case, spacing, punctuation, leetspeak,
+look-alike letters, zero-width characters and accents are folded), with context rules and allow-list
+exceptions; then, for a prompt no rule blocks, a semantic layer (`bitdance.safety.semantic`: nearest
+labelled examples in MiniLM sentence space, loaded on first use, never when filtering is off).
 """
 
 from bitdance.safety.filter import (

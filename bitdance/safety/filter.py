@@ -1,5 +1,8 @@
 """ContentFilter and check_prompt: prompt -> Verdict. The filter only judges; callers act on the verdict.
 
+Two layers: the keyword rules (`rules.RuleSet`) and, for a prompt no rule blocks, the semantic layer
+(`semantic.SemanticIndex`: nearest labelled examples in MiniLM sentence space).
+
 The pipeline, CLI and server all call `ContentFilter.check` (or `check_prompt`) before generating and
 refuse a blocked prompt with an error that carries the verdict (`PromptBlockedError`); nothing here
 ever produces an image, blank or otherwise.
@@ -9,14 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bitdance.safety.matcher import CATEGORIES, Match
 from bitdance.safety.normalize import build_lattice
 from bitdance.safety.rules import RuleSet
 
+if TYPE_CHECKING:
+    from bitdance.safety.semantic import SemanticIndex, SemanticResult
+
 MODES = ("block", "warn", "off")
 MAX_PROMPT_CHARS = 100_000  # longer input is refused (keeps the worst case bounded for the server)
+SEMANTIC_RULE = "semantic.nearest_example"  # the `rule` of a verdict decided by the semantic layer
 
 
 @dataclass(frozen=True)
@@ -27,6 +34,8 @@ class Verdict:
     fired (also set for warnings), else None. reason: one human-readable sentence naming category, rule
     and matched text. matched/spans: the original prompt text (and [start, end) character spans) that
     fired the rule. exceptions: allow-list ids that suppressed a near-miss (useful when tuning rules).
+    nearest/similarity: for a semantic-layer verdict (rule "semantic.nearest_example"), the labelled
+    must-block example closest to the prompt and its cosine similarity; else None.
     """
 
     allowed: bool
@@ -37,6 +46,8 @@ class Verdict:
     matched: tuple[str, ...] = ()
     spans: tuple[tuple[int, int], ...] = ()
     exceptions: tuple[str, ...] = ()
+    nearest: str | None = None
+    similarity: float | None = None
 
     @property
     def flagged(self) -> bool:
@@ -85,10 +96,13 @@ def _describe(match: Match) -> str:
 
 
 class ContentFilter:
-    """A RuleSet plus a mode ("block", "warn" or "off"); `category_modes` overrides the mode per category.
+    """A RuleSet, a semantic index and a mode ("block", "warn" or "off"); `category_modes` overrides
+    the mode per category.
 
-    Example: ContentFilter(mode="block", category_modes={"copyrighted_character": "warn"}) blocks
-    everything except named characters and brands, which are only reported.
+    semantic: "builtin" (default: the shipped index, loaded on the first prompt no rule blocks), a
+    `SemanticIndex`, or None (rules only). Example: ContentFilter(mode="block",
+    category_modes={"copyrighted_character": "warn"}) blocks everything except named characters and
+    brands, which are only reported.
     """
 
     def __init__(
@@ -96,10 +110,14 @@ class ContentFilter:
         rules: RuleSet | None = None,
         mode: str = "block",
         category_modes: Mapping[str, str] | None = None,
+        semantic: SemanticIndex | str | None = "builtin",
     ):
         self.rules = RuleSet.builtin() if rules is None else rules
         if not isinstance(self.rules, RuleSet):
             raise TypeError(f"rules must be a RuleSet or None, got {type(self.rules).__name__}")
+        if isinstance(semantic, str) and semantic != "builtin":
+            raise ValueError(f"semantic must be 'builtin', a SemanticIndex or None; got {semantic!r}")
+        self._semantic = semantic
         self.mode = validate_mode(mode)
         self.category_modes = dict(category_modes or {})
         for cat, m in self.category_modes.items():
@@ -111,7 +129,36 @@ class ContentFilter:
 
     def __repr__(self) -> str:
         n = len(self.rules.rules)
-        return f"ContentFilter(mode={self.mode!r}, rules={n}, category_modes={self.category_modes})"
+        sem = "builtin" if self._semantic == "builtin" else ("off" if self._semantic is None else "custom")
+        modes = self.category_modes
+        return f"ContentFilter(mode={self.mode!r}, rules={n}, semantic={sem}, category_modes={modes})"
+
+    @property
+    def semantic(self) -> SemanticIndex | None:
+        """The semantic index (the shipped one is loaded here, on first use), or None."""
+        if self._semantic == "builtin":
+            from bitdance.safety.semantic import SemanticIndex  # noqa: PLC0415
+
+            self._semantic = SemanticIndex.builtin()
+        return self._semantic  # type: ignore[return-value]
+
+    def _semantic_verdict(self, prompt: str, exceptions: tuple[str, ...]) -> Verdict | None:
+        """The semantic layer's verdict when it flags `prompt` in a category that is not off."""
+        if self._semantic is None or all(
+            self.category_modes.get(c, self.mode) == "off" for c in CATEGORIES if c != "copyrighted_character"
+        ):
+            return None
+        result: SemanticResult = self.semantic.judge(prompt)  # type: ignore[union-attr]
+        eff = self.category_modes.get(result.category, self.mode)
+        if not result.blocked or eff == "off":
+            return None
+        nb = result.nearest_block
+        head = "Blocked" if eff == "block" else f"Warning only, not blocked (mode='{eff}')"
+        reason = f"{head}: category '{result.category}', rule '{SEMANTIC_RULE}': {result.describe()}."
+        return Verdict(
+            eff != "block", result.category, SEMANTIC_RULE, reason, self.mode,
+            exceptions=exceptions, nearest=nb.text, similarity=round(nb.similarity, 4),
+        )  # fmt: skip
 
     def scan(self, prompt: str) -> list[Match]:
         """Every rule that fires on `prompt`, most severe first, regardless of mode."""
@@ -130,6 +177,9 @@ class ContentFilter:
             m = blocking[0]
             reason = f"Blocked: {_describe(m)}."
             return Verdict(False, m.category, m.rule.id, reason, self.mode, m.texts, m.spans, exceptions)
+        semantic = self._semantic_verdict(prompt, exceptions)
+        if semantic is not None and (not semantic.allowed or not warning):
+            return semantic
         if warning:
             m = warning[0]
             eff = self.category_modes.get(m.category, self.mode)
@@ -148,9 +198,14 @@ class ContentFilter:
         return verdict
 
 
-def check_prompt(prompt: str, mode: str = "block", rules: RuleSet | None = None) -> Verdict:
-    """Judge `prompt` with `rules` (the built-ins by default) in `mode` ("block", "warn" or "off")."""
-    return ContentFilter(rules, mode).check(prompt)
+def check_prompt(
+    prompt: str,
+    mode: str = "block",
+    rules: RuleSet | None = None,
+    semantic: SemanticIndex | str | None = "builtin",
+) -> Verdict:
+    """Judge `prompt` with `rules` (the built-ins by default) and the semantic layer in `mode`."""
+    return ContentFilter(rules, mode, semantic=semantic).check(prompt)
 
 
 def format_verdict(verdict: Verdict) -> str:
@@ -158,6 +213,9 @@ def format_verdict(verdict: Verdict) -> str:
     if verdict.rule is None:
         return f"safety: ok (mode={verdict.mode})"
     status = "BLOCKED" if not verdict.allowed else "WARNING"
+    if verdict.nearest is not None:
+        shown = f"nearest example {verdict.nearest!r} (similarity {verdict.similarity:.3f})"
+        return f"safety: {status} {verdict.category}/{verdict.rule} {shown} (mode={verdict.mode})"
     shown = " + ".join(repr(t) for t in verdict.matched)
     return f"safety: {status} {verdict.category}/{verdict.rule} matched {shown} (mode={verdict.mode})"
 
@@ -168,10 +226,17 @@ def explain(verdict: Verdict) -> str:
     if verdict.rule is not None:
         if not verdict.allowed:
             lines.append("The prompt was refused. Rephrase it without the matched text.")
-        lines.append(
-            "The filter is keyword-based and can be wrong: for a false positive, add an allow-list "
-            "exception in a rule file (docs/safety.md, 'Extending the rules')."
-        )
+        if verdict.nearest is not None:
+            lines.append(
+                "The semantic layer judged the prompt by its closest labelled examples and can be wrong: "
+                "for a false positive, add a benign example to the training list and rebuild the index "
+                "(docs/safety.md, 'Semantic layer')."
+            )
+        else:
+            lines.append(
+                "The keyword rules can be wrong: for a false positive, add an allow-list "
+                "exception in a rule file (docs/safety.md, 'Extending the rules')."
+            )
         if verdict.exceptions:
             lines.append(f"Near-miss exceptions that also applied: {', '.join(verdict.exceptions)}.")
     return "\n".join(lines)

@@ -35,7 +35,7 @@ NUMBER_WORDS = dict(zip(
 ))  # fmt: skip
 _AGE_YO = re.compile(r"(\d{1,2})(?:yo|yr|yrs|yearold|yearsold|yrold|yrsold)")
 _WORDS = re.compile(r"[^\W_]+")
-RULE, GROUP, ALLOW = 0, 1, 2  # kinds of trie tags: (kind, rule or allow index, group index)
+RULE, GROUP, ALLOW, UNLESS = 0, 1, 2, 3  # kinds of trie tags: (kind, rule or allow index, group index)
 
 
 @dataclass(frozen=True)
@@ -48,6 +48,7 @@ class Rule:
     phrases: tuple[str, ...] = ()
     all_of: tuple[tuple[str, ...], ...] = ()
     window: int | None = None  # all_of only: max pieces between the first group and each other group
+    unless: tuple[str, ...] = ()  # context phrases: if any occurs anywhere in the prompt, the rule is off
 
 
 @dataclass(frozen=True)
@@ -139,6 +140,8 @@ class Matcher:
             for gi, group in enumerate(rule.all_of or (rule.phrases,)):
                 for phrase in group:
                     self._add(phrase, lists, (GROUP if rule.all_of else RULE, ri, gi))
+            for phrase in rule.unless:
+                self._add(phrase, lists, (UNLESS, ri, 0))
         for ai, exc in enumerate(self.allow):
             for phrase in exc.phrases:
                 self._add(phrase, lists, (ALLOW, ai, 0))
@@ -154,7 +157,7 @@ class Matcher:
                     node = node.children.setdefault(w, _Node())
                 if tag not in node.tags:
                     node.tags.append(tag)
-                if tag[0] != ALLOW and len(variant) == 1 and len(variant[0]) >= MIN_RUN_KEY:
+                if tag[0] in (RULE, GROUP) and len(variant) == 1 and len(variant[0]) >= MIN_RUN_KEY:
                     self.run_keys[variant[0]] = node
                     self.run_prefixes.update(variant[0][:k] for k in range(1, len(variant[0]) + 1))
 
@@ -213,8 +216,9 @@ class Matcher:
         allow_occ = [(t[1], f, e) for t, f, e in occ if t[0] == ALLOW]
         used: set[str] = set()
         hits: dict[tuple[int, int], list[tuple[int, int]]] = {}
+        switched_off = {ri for (kind, ri, _), _, _ in occ if kind == UNLESS}
         for (kind, ri, gi), first, end in sorted(occ, key=lambda o: (o[1], o[2], o[0])):
-            if kind == ALLOW:
+            if kind in (ALLOW, UNLESS) or ri in switched_off:
                 continue
             if reach[first] >= end:  # inside an allow-list phrase
                 used.update(self.allow[ai].id for ai, f, e in allow_occ if f <= first and e >= end)

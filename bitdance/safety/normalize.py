@@ -35,6 +35,10 @@ HOMOGLYPHS: dict[str, str] = {
     # Greek
     "α": "a", "β": "b", "γ": "y", "ε": "e", "η": "n", "ι": "i", "κ": "k", "μ": "u", "ν": "v", "ο": "o",
     "ρ": "p", "σ": "o", "ς": "s", "τ": "t", "υ": "u", "χ": "x", "ω": "w", "ϲ": "c", "ϳ": "j",
+    # Latin small capitals (no decomposition either)
+    "ᴀ": "a", "ʙ": "b", "ᴄ": "c", "ᴅ": "d", "ᴇ": "e", "ꜰ": "f", "ɢ": "g", "ʜ": "h", "ɪ": "i", "ᴊ": "j",
+    "ᴋ": "k", "ʟ": "l", "ᴍ": "m", "ɴ": "n", "ᴏ": "o", "ᴘ": "p", "ʀ": "r", "ꜱ": "s", "ᴛ": "t", "ᴜ": "u",
+    "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
     # Latin letters without a decomposition
     "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "ƅ": "b", "ɑ": "a", "ɩ": "i", "ʋ": "u",
 }  # fmt: skip
@@ -207,3 +211,25 @@ def build_lattice(prompt: str) -> Lattice:
             lat.add_edge(i, j, collapsed)
         i = max(j, i + 1)
     return lat
+
+
+def reading(prompt: str) -> str:
+    """The prompt read back as plain words for the semantic layer: "k1ll 4ll j3ws" -> "kill all jews".
+
+    Pieces are folded (case, width, accents, look-alikes); a piece with a letter and leet symbols takes
+    its first leet reading; runs of three or more equal letters are squeezed to one; a spaced-out run
+    of single characters ("n u d e") becomes one word. Pieces are joined by single spaces.
+    """
+    lat = build_lattice(prompt)
+    runs = {first: (end, text) for first, end, text in lat.runs}
+    words: list[str] = []
+    i = 0
+    while i < len(lat):
+        if i in runs:
+            end, text = runs[i]
+        else:
+            end, text = i + 1, lat.texts[i]
+        forms = same_length_forms(text)
+        words.append(_squeeze(forms[1] if len(forms) > 1 else forms[0], 1))
+        i = end
+    return " ".join(words)

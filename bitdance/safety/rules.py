@@ -5,7 +5,8 @@ A rule file is one mapping (the built-in `bitdance/assets/safety_rules.json` use
     {"version": 1,
      "lists":   {"name": ["phrase", ...]},          # merged into same-named lists
      "rules":   [{"id": "x.y", "category": "...", "description": "...", "phrases": [...]},
-                 {"id": "x.z", "category": "...", "all_of": [["@list"], ["a", "b"]], "window": 6}],
+                 {"id": "x.z", "category": "...", "all_of": [["@list"], ["a", "b"]], "window": 6,
+                  "unless": ["context phrase"]}],          # rule is off when an unless phrase occurs
      "allow":   [{"id": "allow.x", "description": "...", "phrases": [...]}],
      "disable": ["rule or allow id", ...]}
 
@@ -29,7 +30,7 @@ from bitdance.safety.matcher import CATEGORIES, AllowRule, Matcher, Rule, expand
 _ID = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
 _LIST_NAME = re.compile(r"[a-z][a-z0-9_]*")
 _TOP_KEYS = {"version", "description", "lists", "rules", "allow", "disable"}
-_RULE_KEYS = {"id", "category", "description", "phrases", "all_of", "window"}
+_RULE_KEYS = {"id", "category", "description", "phrases", "all_of", "window", "unless"}
 _ALLOW_KEYS = {"id", "description", "phrases"}
 
 
@@ -188,19 +189,23 @@ class RuleSet:
         if window is not None and (not isinstance(window, int) or isinstance(window, bool) or window < 0):
             raise rd.fail(where + ".window", f"expected a non-negative integer or null, got {window!r}", rid)
         description = str(obj.get("description", ""))
+        unless: tuple[str, ...] = ()
+        if "unless" in obj:
+            unless = rd.strings(obj["unless"], where + ".unless", rid)
+            rd.phrases(unless, lists, where + ".unless", rid)
         if "phrases" in obj:
             if window is not None:
                 raise rd.fail(where + ".window", "'window' only applies to 'all_of' rules", rid)
             phrases = rd.strings(obj["phrases"], where + ".phrases", rid)
             rd.phrases(phrases, lists, where + ".phrases", rid)
-            return Rule(rid, category, description, phrases=phrases)
+            return Rule(rid, category, description, phrases=phrases, unless=unless)
         groups = obj["all_of"]
         if not isinstance(groups, list) or len(groups) < 2:
             raise rd.fail(where + ".all_of", "expected a list of at least 2 phrase groups", rid)
         all_of = tuple(rd.strings(g, f"{where}.all_of[{i}]", rid) for i, g in enumerate(groups))
         for i, group in enumerate(all_of):
             rd.phrases(group, lists, f"{where}.all_of[{i}]", rid)
-        return Rule(rid, category, description, all_of=all_of, window=window)
+        return Rule(rid, category, description, all_of=all_of, window=window, unless=unless)
 
     @cached_property
     def matcher(self) -> Matcher:

