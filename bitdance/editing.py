@@ -11,10 +11,10 @@ with global statistics, so decoded pixels of kept regions can still shift slight
   the image (and any masked part of it) is regenerated. The canvas must be a size the model supports.
 - vary: keep the first `from_step` patches in generation order and re-sample the rest.
 
-`method` says how kept tokens condition the regenerated ones (`sampling/inpaint.py`): "kept_first"
-(default: all kept tokens, wherever they are, come first; within a patch they are held inside the head),
-"joint" (generation order unchanged; sees kept tokens earlier in order and in its own patch) or
-"substitute" (the original behaviour: kept tokens pasted after each patch; recipes without a method
+`method` says how kept tokens condition the regenerated ones (`sampling/inpaint.py`): "joint" (default:
+generation order unchanged; a regenerated token sees kept tokens earlier in order and in its own patch,
+held inside the head), "kept_first" (every kept token, wherever it is: whole kept patches are fed first;
+the raster-trained bitdance-mini loses adherence with it, docs/inference.md) or "substitute" (the original behaviour: kept tokens pasted after each patch; recipes without a method
 replay with it).
 """
 

@@ -67,8 +67,9 @@ class SamplingOptions:
 class KnownTokens:
     """Tokens to keep (inpainting / variations): bits (B, d, h, w) and keep-mask (B, h, w) bool.
 
-    `method` (see `inpaint.py`): "kept_first" (default: whole kept patches first, kept tokens held inside
-    the head), "joint" (default order, held inside the head) or "substitute" (pasted after each patch).
+    `method` (see `inpaint.py`): "joint" (default: generation order unchanged, kept tokens held inside the
+    head), "kept_first" (whole kept patches fed first, then held as in "joint") or "substitute" (pasted
+    after each patch: the behaviour before conditioned editing).
     """
 
     bits: torch.Tensor

@@ -33,7 +33,7 @@ from ..tokenizer.quantizer import binarize, check_bits
 from .solvers import NetFn, get_solver, guidance_at
 
 EDIT_METHODS = ("kept_first", "joint", "substitute")
-DEFAULT_EDIT_METHOD = "kept_first"
+DEFAULT_EDIT_METHOD = "joint"  # chosen by `bitdance eval edit` on bitdance-mini (docs/inference.md)
 
 
 def check_method(method: str) -> str:
