@@ -14,8 +14,8 @@ with global statistics, so decoded pixels of kept regions can still shift slight
 `method` says how kept tokens condition the regenerated ones (`sampling/inpaint.py`): "joint" (default:
 generation order unchanged; a regenerated token sees kept tokens earlier in order and in its own patch,
 held inside the head), "kept_first" (every kept token, wherever it is: whole kept patches are fed first;
-the raster-trained bitdance-mini loses adherence with it, docs/inference.md) or "substitute" (the original behaviour: kept tokens pasted after each patch; recipes without a method
-replay with it).
+the raster-trained bitdance-mini loses adherence with it, docs/inference.md) or "substitute" (the
+original behaviour: kept tokens pasted after each patch; recipes without a method replay with it).
 """
 
 from __future__ import annotations
