@@ -10,6 +10,12 @@ with global statistics, so decoded pixels of kept regions can still shift slight
 - outpaint: place the image on a larger `canvas` (height, width) at `offset` (x, y); everything outside
   the image (and any masked part of it) is regenerated. The canvas must be a size the model supports.
 - vary: keep the first `from_step` patches in generation order and re-sample the rest.
+
+`method` says how kept tokens condition the regenerated ones (`sampling/inpaint.py`): "joint" (default:
+generation order unchanged; a regenerated token sees kept tokens earlier in order and in its own patch,
+held inside the head), "kept_first" (every kept token, wherever it is: whole kept patches are fed first;
+the raster-trained bitdance-mini loses adherence with it, docs/inference.md) or "substitute" (the
+original behaviour: kept tokens pasted after each patch; recipes without a method replay with it).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from .generator.patches import order_for
 from .sampling.decode import KnownTokens
+from .sampling.inpaint import DEFAULT_EDIT_METHOD, check_method
 
 
 def _open(path: str | os.PathLike, what: str) -> Image.Image:
@@ -258,8 +265,11 @@ def expand_known(known: KnownTokens | None, count: int) -> KnownTokens | None:
         raise ValueError("known must be a KnownTokens(bits, keep)")
     if known.bits.ndim != 4 or known.keep.ndim != 3 or known.keep.dtype != torch.bool:
         raise ValueError("known tokens must be bits (B, d, h, w) and a bool keep mask (B, h, w)")
+    check_method(known.method)
     if known.bits.shape[0] == 1 and count > 1:
-        return KnownTokens(known.bits.expand(count, -1, -1, -1), known.keep.expand(count, -1, -1))
+        return KnownTokens(
+            known.bits.expand(count, -1, -1, -1), known.keep.expand(count, -1, -1), known.method
+        )
     if known.bits.shape[0] != count or known.keep.shape[0] != count:
         raise ValueError(f"known tokens are given for {known.bits.shape[0]} images; {count} requested (or 1)")
     return known
@@ -280,7 +290,8 @@ def vary_known(
     f = tokenizer.downsample
     grid = (bits.shape[2], bits.shape[3])
     keep = first_patches_keep(grid, parallel_num, from_step)
-    return KnownTokens(bits, keep[None]), (grid[0] * f, grid[1] * f), {"mode": "vary", "from_step": from_step}
+    info = {"mode": "vary", "from_step": from_step}
+    return KnownTokens(bits, keep[None]), (grid[0] * f, grid[1] * f), info
 
 
 class EditingMixin:
@@ -301,14 +312,17 @@ class EditingMixin:
         class_labels: Any = None,
         canvas: tuple[int, int] | None = None,
         offset: tuple[int, int] | None = None,
+        method: str = DEFAULT_EDIT_METHOD,
         **kwargs: Any,
     ) -> Any:
         """Inpaint / re-roll a region (`mask`: white or True = regenerate; or `box` (x0, y0, x1, y1) pixels)
         or outpaint onto `canvas` (height, width) at `offset` (x, y). Kept tokens come back unchanged.
 
         `image`: PIL image, path, uint8 (H, W, 3), float (3, H, W) in [-1, 1], or bits (d, h, w) ±1.
+        `method`: how kept tokens condition the regenerated ones (module docstring).
         Other keyword arguments are those of `__call__` (seed, guidance_scale, output_type, ...).
         """
+        check_method(method)
         known, (h, w), info = prepare_edit(
             self.tokenizer,
             image,
@@ -318,6 +332,7 @@ class EditingMixin:
             offset=offset,
             supported_sizes=self.supported_sizes,
         )
+        known.method = method
         return self.generate_with_known(prompt, class_labels, (h, w), known, info, kwargs)
 
     def vary(
@@ -326,14 +341,17 @@ class EditingMixin:
         from_step: int,
         prompt: str | list[str] | None = None,
         class_labels: Any = None,
+        method: str = DEFAULT_EDIT_METHOD,
         **kwargs: Any,
     ) -> Any:
         """Variation: keep the first `from_step` AR steps (P-token patches in generation order), re-sample
         the rest. Other keyword arguments are those of `__call__`."""
+        check_method(method)
         p = kwargs.get("parallel_num") or self.defaults["parallel_num"]
         known, size, info = vary_known(
             self.tokenizer, image_or_bits, from_step, p, self.generator.config.supported_parallel
         )
+        known.method = method
         return self.generate_with_known(prompt, class_labels, size, known, info, kwargs)
 
     def generate_with_known(

@@ -592,7 +592,9 @@ class BitDancePipeline(editing.EditingMixin):
                     seed=seeds[i],
                     verdict=verdicts[i],
                     edit=edit_info,
-                    known=known_record(known.bits[i], known.keep[i]) if known is not None else None,
+                    known=dict(known_record(known.bits[i], known.keep[i]), method=known.method)
+                    if known is not None
+                    else None,
                 )
             )
         if output_type == "bits":
@@ -621,6 +623,8 @@ class BitDancePipeline(editing.EditingMixin):
         kw = replay_arguments(recipe)
         kw["filter_mode"] = filter_mode or (recipe.get("filter") or {}).get("mode") or self.filter_mode
         size = (kw.pop("height"), kw.pop("width"))
+        if kw.get("known") is not None:  # recipes from before edit methods were recorded: "substitute"
+            kw["known"].method = editing.check_method(recipe["known"].get("method", "substitute"))
         return self.generate_with_known(
             kw.pop("prompt", None),
             kw.pop("class_labels", None),

@@ -4,6 +4,12 @@
     bitdance edit photo.png --mask mask.png                                    # white = regenerate
     bitdance edit photo.png --canvas 48x32 --offset 0,0                        # outpaint (WIDTHxHEIGHT)
     bitdance edit photo.png --from-step 2 --seed 7                             # variation
+    bitdance edit photo.png --box 0,0,16,16 --method kept_first                # every kept token first
+
+--method says how kept tokens condition the regenerated ones: joint (default; generation order unchanged:
+kept tokens earlier in order and in the same patch), kept_first (every kept token, wherever it is; costs
+adherence on raster-trained models) or substitute (the original behaviour: kept tokens pasted after each
+patch). See docs/inference.md (Editing).
 
 The prompt (or class) and the model default to those recorded in the input PNG, if it is a bitdance image.
 Exit codes: 0 done, 1 prompt refused by the content filter, 2 bad input.
@@ -35,6 +41,12 @@ def build_parser() -> Parser:
     what.add_argument("--mask", help="mask image of the input's size: white = regenerate, black = keep")
     what.add_argument("--box", help="region to regenerate: x0,y0,x1,y1 in pixels (x1, y1 exclusive)")
     what.add_argument("--from-step", type=int, help="variation: keep the first K AR steps, redo the rest")
+    p.add_argument(
+        "--method",
+        choices=["kept_first", "joint", "substitute"],
+        default="joint",
+        help="how kept tokens condition the regenerated ones (default joint)",
+    )
     p.add_argument(
         "--canvas", help="outpaint onto a WIDTHxHEIGHT canvas, e.g. 48x32 (may be combined with --mask)"
     )
@@ -119,12 +131,12 @@ def main(argv: list[str]) -> int:
     kw["callback"] = lambda info: progress(0, 1, info)
     try:
         if args.from_step is not None:
-            out = pipe.vary(image, from_step=args.from_step, **kw)
+            out = pipe.vary(image, from_step=args.from_step, method=args.method, **kw)
         else:
             offset = parse_pair(args.offset, "--offset") if args.offset else None
             mask = Path(args.mask) if args.mask else None
             box = parse_pair_box(args.box) if args.box else None
-            out = pipe.edit(image, mask=mask, box=box, canvas=canvas, offset=offset, **kw)
+            out = pipe.edit(image, mask=mask, box=box, canvas=canvas, offset=offset, method=args.method, **kw)
     except PromptBlockedError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

@@ -3,6 +3,7 @@
     bitdance eval tokenizer --tokenizer FOLDER --data fashion_mnist --split test --n 1000
     bitdance eval fid       --model M --data fashion_mnist --split test --n 1000 --features cls,effnet
     bitdance eval adherence --model M --prompts default --seeds 0,1,2,3
+    bitdance eval edit      --model M --n 12 --seeds 0,1,2,3
     bitdance bench          --model M --batch-sizes 1,16 --parallel 1,4,16
     bitdance bench --vs-diffusion --model M --baseline runs/baseline --data fashion_mnist --n 500
 
@@ -18,7 +19,7 @@ from typing import Any
 
 import torch
 
-EVAL_KINDS = ("tokenizer", "fid", "adherence")
+EVAL_KINDS = ("tokenizer", "fid", "adherence", "edit")
 DATA_DEFAULTS: dict[str, dict[str, Any]] = {"fashion_mnist": {"tint": True}}
 
 
@@ -100,7 +101,7 @@ def _data(p: argparse.ArgumentParser, n: int) -> None:
 
 def build_eval_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="bitdance eval", description="Evaluate a tokenizer or generator.")
-    sub = p.add_subparsers(dest="what", required=True, metavar="{tokenizer,fid,adherence}")
+    sub = p.add_subparsers(dest="what", required=True, metavar="{tokenizer,fid,adherence,edit}")
     t = sub.add_parser("tokenizer", help="PSNR, SSIM, bits per pixel, bit balance, code entropy")
     t.add_argument("--tokenizer", help="tokenizer component folder (config.json + model.safetensors)")
     _model(t, required=False)
@@ -130,6 +131,13 @@ def build_eval_parser() -> argparse.ArgumentParser:
     a.add_argument("--seeds", type=_int_list, default=[0, 1, 2, 3], help="seeds per prompt (default 0,1,2,3)")
     _sampling(a)
     _common(a, "runs/eval/adherence")
+    e = sub.add_parser("edit", help="edit benchmark: context-dependent edits, fidelity, sensitivity, time")
+    _model(e)
+    e.add_argument("--n", type=int, default=12, help="tasks per category (default 12)")
+    e.add_argument("--seeds", type=_int_list, default=[0, 1, 2, 3], help="seeds per task (default 0,1,2,3)")
+    e.add_argument("--methods", default="substitute,joint,kept_first", help="edit methods to compare")
+    _sampling(e)
+    _common(e, "runs/eval/edit")
     return p
 
 
@@ -328,6 +336,12 @@ def run_adherence(args: argparse.Namespace, argv: list[str]) -> int:
     return _finish(args, "eval-adherence", res, rec, adherence_markdown(res, rec), pngs, summary)
 
 
+def run_edit(args: argparse.Namespace, argv: list[str]) -> int:
+    from .edit_bench import run_edit_bench
+
+    return run_edit_bench(args, argv, _pipeline(args), _sampling_kwargs(args), _model_fields)
+
+
 def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     from .report import recipe
 
@@ -441,7 +455,8 @@ def run_verb(verb: str, argv: list[str]) -> int:
     if verb == "eval":
         args = build_eval_parser().parse_args(argv)
         _check_common(args)
-        return {"tokenizer": run_tokenizer, "fid": run_fid, "adherence": run_adherence}[args.what](args, argv)
+        runs = {"tokenizer": run_tokenizer, "fid": run_fid, "adherence": run_adherence, "edit": run_edit}
+        return runs[args.what](args, argv)
     if verb == "bench":
         args = build_bench_parser().parse_args(argv)
         _check_common(args)

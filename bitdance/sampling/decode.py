@@ -18,6 +18,7 @@ from ..generator.patches import from_sequence, order_for
 from ..generator.transformer import BitDanceTransformer, Condition, attention_groups, cat_conditions
 from ..random import RandomSource, as_source
 from ..tokenizer.quantizer import binarize, check_bits
+from .inpaint import DEFAULT_EDIT_METHOD, generate_edit
 from .solvers import get_solver, guidance_at
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -64,10 +65,16 @@ class SamplingOptions:
 
 @dataclass
 class KnownTokens:
-    """Tokens to keep (inpainting / variations): bits (B, d, h, w) and keep-mask (B, h, w) bool."""
+    """Tokens to keep (inpainting / variations): bits (B, d, h, w) and keep-mask (B, h, w) bool.
+
+    `method` (see `inpaint.py`): "joint" (default: generation order unchanged, kept tokens held inside the
+    head), "kept_first" (whole kept patches fed first, then held as in "joint") or "substitute" (pasted
+    after each patch: the behaviour before conditioned editing).
+    """
 
     bits: torch.Tensor
     keep: torch.Tensor
+    method: str = DEFAULT_EDIT_METHOD
 
 
 def _guided(options: SamplingOptions, total: int) -> bool:
@@ -108,6 +115,8 @@ def _generate(
     callback: StepCallback | None,
     negative: Condition | None,
 ) -> torch.Tensor:
+    if known is not None and known.method != "substitute":
+        return generate_edit(model, cond, options, generator, known, callback, negative)
     cfg = model.config
     p = options.parallel_num or cfg.parallel_num
     if p not in cfg.supported_parallel:
