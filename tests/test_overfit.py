@@ -1,6 +1,5 @@
 """A tiny tokenizer + generator memorise 8 images on CPU (the whole method end to end)."""
 
-
 import torch
 import torch.nn.functional as F
 
