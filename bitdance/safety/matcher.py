@@ -154,12 +154,17 @@ class Matcher:
             for variant in variants:
                 node = self.root
                 for w in variant:
-                    node = node.children.setdefault(w, _Node())
+                    child = node.children.get(w)
+                    if child is None:  # (setdefault would build a throw-away node per word: slow start-up)
+                        child = node.children[w] = _Node()
+                    node = child
                 if tag not in node.tags:
                     node.tags.append(tag)
-                if tag[0] in (RULE, GROUP) and len(variant) == 1 and len(variant[0]) >= MIN_RUN_KEY:
-                    self.run_keys[variant[0]] = node
-                    self.run_prefixes.update(variant[0][:k] for k in range(1, len(variant[0]) + 1))
+                key = variant[0]
+                if tag[0] in (RULE, GROUP) and len(variant) == 1 and len(key) >= MIN_RUN_KEY:
+                    if key not in self.run_keys:
+                        self.run_prefixes.update(key[:k] for k in range(1, len(key) + 1))
+                    self.run_keys[key] = node
 
     @staticmethod
     def _children(node: _Node, forms: tuple[str, ...]) -> list[_Node]:
