@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from ..checkpoint import atomic_write_bytes, default_file_mode
-from ..data.caption_templates import COLOURS
+from ..core.vocabulary import COLOURS
 
 TINTS: tuple[str | None, ...] = (None, *COLOURS)
 STATE_NAME, META_NAME, UNET_DIR, DATA_CACHE = "train_state.pt", "baseline.json", "unet", "data_cache.pt"

@@ -23,8 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.caption_templates import COLOURS, POSITIONS, RELATIONS, SHAPES, SIZES
-from ..data.fashion_mnist import FASHION_CLASSES
+from ..core.vocabulary import COLOURS, FASHION_CLASSES, POSITIONS, RELATIONS, SHAPES, SIZES
 
 CATEGORIES: tuple[str, ...] = (
     "single_object",
@@ -46,14 +45,19 @@ _DOMAIN_KEYS = {
 }
 _OBJECT_KEYS = ({"shape"}, {"colour", "size", "position", "count"})
 SUITES: dict[str, str] = {
+    # built from the training caption templates (python -m bitdance.data.template_suites build): they
+    # measure how well a model reproduces its training captions
     "default": "prompts_default.jsonl",
     "paraphrase": "prompts_paraphrase.jsonl",
-    # emoji outside the two suites above: a training monitor, so that choices about emoji never look at
-    # the suites the model card reports
-    "emoji-val": "prompts_emoji_val.jsonl",
-    # counting and relation scenes outside them: the same for the shapes domain
-    "shapes-val": "prompts_shapes_val.jsonl",
+    # emoji / counting and relation scenes outside the two suites above, but in the training data: training
+    # monitors, not held out
+    "emoji-monitor": "prompts_emoji_monitor.jsonl",
+    "shapes-monitor": "prompts_shapes_monitor.jsonl",
+    # written in people's words without the captioner, split into dev and test (python -m
+    # bitdance.evaluation.freeform build)
+    "freeform": "prompts_freeform.jsonl",
 }
+SPLITS: tuple[str, ...] = ("dev", "test")
 
 
 @dataclass
