@@ -14,7 +14,8 @@ from bitdance.evaluation.adherence import (
 from bitdance.evaluation.classifier import assets_dir, classifier_paths
 from bitdance.evaluation.detectors import detect_objects, foreground_colour, name_colour
 from bitdance.evaluation.prompts import CATEGORIES, SUITES, load_suite, parse_line, parse_suite
-from bitdance.evaluation.suites import expect_from_scene, ground_truth_set
+from bitdance.core.expectations import expect_from_scene
+from bitdance.evaluation.suites import ground_truth_set
 
 HAVE_FASHION_CLS = classifier_paths("fashion")[0].is_file()
 HAVE_EMOJI_CLS = classifier_paths("emoji")[0].is_file()
@@ -188,7 +189,7 @@ def test_empty_suite_and_missing_file(tmp_path):
 def test_shipped_suites_share_expectations():
     default, para = load_suite("default"), load_suite("paraphrase")
     assert len(default) == len(para) >= 50
-    assert set(SUITES) == {"default", "paraphrase", "emoji-val", "shapes-val"}
+    assert set(SUITES) == {"default", "paraphrase", "emoji-monitor", "shapes-monitor", "freeform"}
     assert [d.expect for d in default] == [p.expect for p in para]
     assert sum(d.prompt != p.prompt for d, p in zip(default, para)) >= 0.9 * len(default)
     assert {d.category for d in default} <= set(CATEGORIES)
@@ -196,26 +197,27 @@ def test_shipped_suites_share_expectations():
 
 
 @pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
-def test_emoji_val_suite_is_apart_from_the_reported_suites(tmp_path):
-    """The training monitor asks for emoji that neither reported suite contains; the shipped files are
-    exactly what `python -m bitdance.evaluation.suites build` writes."""
-    from bitdance.evaluation.suites import write_suites
+def test_emoji_monitor_suite_is_apart_from_the_reported_suites(tmp_path):
+    """The training monitor asks for emoji that neither template suite contains; the shipped files are
+    exactly what `python -m bitdance.data.template_suites build` writes."""
+    from bitdance.data.template_suites import write_suites
+    from bitdance.evaluation.prompts import default_emoji_names
 
-    val = load_suite("emoji-val")
+    val = load_suite("emoji-monitor")
     names = {s.expect["name"] for s in val}
     reported = {s.expect.get("name") for suite in ("default", "paraphrase") for s in load_suite(suite)}
     assert len(val) == len(names) == 48 and {s.expect["domain"] for s in val} == {"emoji"}
     assert not names & reported
-    for path in write_suites(tmp_path):
+    for path in write_suites(tmp_path, SUITES, sorted(default_emoji_names())):
         assert path.read_bytes() == (assets_dir() / path.name).read_bytes(), path.name
 
 
 @pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
-def test_shapes_val_suite_is_apart_from_the_reported_suites(tmp_path):
-    """Counting and relation scenes none of whose expectations a reported suite holds; counts even."""
-    from bitdance.evaluation.suites import build_shapes_val
+def test_shapes_monitor_suite_is_apart_from_the_reported_suites(tmp_path):
+    """Counting and relation scenes none of whose expectations a template suite holds; counts even."""
+    from bitdance.data.template_suites import build_shapes_monitor
 
-    val = load_suite("shapes-val")
+    val = load_suite("shapes-monitor")
     keys = [json.dumps(s.expect, sort_keys=True) for s in val]
     reported = {
         json.dumps(s.expect, sort_keys=True) for suite in ("default", "paraphrase") for s in load_suite(suite)
@@ -225,7 +227,7 @@ def test_shapes_val_suite_is_apart_from_the_reported_suites(tmp_path):
     counts = [s.expect["objects"][0]["count"] for s in val if s.category == "counting"]
     assert sorted(counts) == sorted([1, 2, 3, 4] * 6)
     rows = [{"expect": json.loads(k)} for k in keys[:3]]
-    again = build_shapes_val(([*rows],), n_count=4, n_relation=0)
+    again = build_shapes_monitor(([*rows],), n_count=4, n_relation=0)
     assert not {json.dumps(r["expect"], sort_keys=True) for r in again} & set(keys[:3])
 
 

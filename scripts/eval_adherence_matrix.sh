@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Adherence of one model on the free-form suite (dev + test in one run) and the template `default` suite for
+# every sampling setting the model card reports: P in {1, 4, 16}, head steps {10, 20, 50} at the default P,
+# int8 vs fp32. One run at a time (shared CPU); each writes runs/eval/adh/<suite>-<setting>/report.json.
+#   scripts/eval_adherence_matrix.sh [MODEL] [SETTINGS...]      (settings: p4 int8 p16 p1 s10 s50)
+# Then: python -m bitdance.evaluation.adherence_report results runs/eval/adh docs/results
+set -euo pipefail
+MODEL=${1:-bitdance-mini}
+shift || true
+SETTINGS=${*:-p4 int8 p16 p1 s10 s50}
+B=${B:-bitdance}
+OUT=${OUT:-runs/eval/adh}
+mkdir -p "$OUT"
+for setting in $SETTINGS; do
+  model=$MODEL
+  case $setting in
+    p4) extra=() ;;
+    p1) extra=(--parallel 1) ;;
+    p16) extra=(--parallel 16) ;;
+    s10) extra=(--steps 10) ;;
+    s50) extra=(--steps 50) ;;
+    int8)
+      extra=()
+      model=$OUT/$MODEL-int8
+      [ -d "$model" ] || $B quantize --model "$MODEL" -o "$model" ;;
+    *) echo "error: unknown setting $setting (allowed: p4 p1 p16 s10 s50 int8)" >&2; exit 2 ;;
+  esac
+  for suite in freeform default; do
+    dir=$OUT/$suite-$setting
+    [ -f "$dir/report.json" ] && continue
+    $B eval adherence --model "$model" --prompts $suite --split all --seeds 0,1,2,3 --batch-size 16 \
+      --threads 1 "${extra[@]}" --out "$dir" > "$OUT/$suite-$setting.log" 2>&1
+  done
+done
