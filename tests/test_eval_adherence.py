@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from bitdance.core.expectations import expect_from_scene
 from bitdance.evaluation.adherence import (
     AdherenceScorer,
     check_shapes,
@@ -14,7 +15,6 @@ from bitdance.evaluation.adherence import (
 from bitdance.evaluation.classifier import assets_dir, classifier_paths
 from bitdance.evaluation.detectors import detect_objects, foreground_colour, name_colour
 from bitdance.evaluation.prompts import CATEGORIES, SUITES, load_suite, parse_line, parse_suite
-from bitdance.core.expectations import expect_from_scene
 from bitdance.evaluation.suites import ground_truth_set
 
 HAVE_FASHION_CLS = classifier_paths("fashion")[0].is_file()
