@@ -79,3 +79,14 @@ def compare(a: dict, b: dict, key: str = "overall") -> dict:  # noqa: ANN001
         if overlap
         else "intervals apart: clear difference",
     }
+
+
+def bootstrap_mean(
+    outcomes: Sequence[bool], resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED
+) -> tuple[float, float]:
+    """95 % percentile bootstrap interval of the mean of independent outcomes (items resampled)."""
+    x = np.asarray(outcomes, dtype=np.float64)
+    if x.size == 0:
+        raise ValueError("no outcomes to bootstrap")
+    idx = np.random.default_rng(seed).integers(0, x.size, (resamples, x.size))
+    return _interval(x[idx].mean(1))
