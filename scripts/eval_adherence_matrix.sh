@@ -9,8 +9,8 @@
 set -euo pipefail
 MODEL=${1:-bitdance-mini}
 shift || true
-JOBS=${*:-freeform-p4 default-p4 freeform-p16 freeform-int8 freeform-p1 freeform-s10 freeform-s50 \
-  default-p16 default-int8 default-p1 default-s10 default-s50}
+JOBS=${*:-freeform-p4 default-p4 freeform-p16 freeform-int8 default-p16 default-int8 freeform-s10 freeform-p1 \
+  freeform-s50 default-s10 default-p1 default-s50}
 B=${B:-bitdance}
 OUT=${OUT:-runs/eval/adh}
 mkdir -p "$OUT"

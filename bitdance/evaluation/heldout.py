@@ -82,7 +82,7 @@ def compose(
 
 def emoji_heldout(model: Any, seed: int = 0, limit: int | None = None) -> dict[str, dict[str, Any]]:
     """Accuracy of the emoji classifier per condition (EMOJI_CONDITIONS), every emoji once each."""
-    from ..data.emoji import BITMAP_SIZE, find_emoji_font, list_emoji, render_emoji
+    from ..data.emoji import BITMAP_SIZE, find_emoji_font, list_emoji, read_cmap_codepoints, render_emoji
     from ..data.items import pil_to_tensor
     from .intervals import bootstrap_mean
 
@@ -91,8 +91,10 @@ def emoji_heldout(model: Any, seed: int = 0, limit: int | None = None) -> dict[s
     emoji = [(ch, n) for ch, n in list_emoji() if n in index][:limit]
     fonts = {"noto": (ImageFont.truetype(str(find_emoji_font()), size=BITMAP_SIZE), True)}
     symbola = find_symbola()
+    covered: dict[str, set[int] | None] = {"noto": None, "train": None}
     if symbola is not None:
         fonts["symbola"] = (ImageFont.truetype(str(symbola), size=BITMAP_SIZE), False)
+        covered["symbola"] = set(read_cmap_codepoints(symbola))  # else it draws a box for a missing glyph
     out: dict[str, dict[str, Any]] = {}
     for cond, (scale, (lo, hi), bg, font_name) in EMOJI_CONDITIONS.items():
         if font_name not in (*fonts, "train"):
@@ -106,8 +108,10 @@ def emoji_heldout(model: Any, seed: int = 0, limit: int | None = None) -> dict[s
                 xs.append(pil_to_tensor(render_emoji(ch, 32, "white")))
                 ys.append(index[name])
                 continue
+            if covered[font_name] is not None and ord(ch) not in covered[font_name]:
+                continue  # Symbola lacks many newer emoji: scored only where it has a glyph
             g = _glyph(ch, font, colour)
-            if g is None:  # Symbola lacks many newer emoji: scored only where it has a glyph
+            if g is None:
                 continue
             off = (0.0, 0.0)
             if hi > 0:
