@@ -142,6 +142,10 @@ def run_result(report: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[
     s = report["results"]["summary"]
     rec = dict(report["recipe"])
     rec["bootstrap"] = s["bootstrap"]
+    if "prompts" in rec:  # the suite file relative to the repository, not this machine's checkout
+        p = Path(rec["prompts"])
+        root = Path(__file__).resolve().parents[2]
+        rec["prompts"] = str(p.relative_to(root)) if p.is_absolute() and p.is_relative_to(root) else str(p)
     tables = {"all": {"columns": SUMMARY_COLUMNS, "rows": summary_rows(s)}}
     for sp, v in s.get("splits", {}).items():
         tables[sp] = {"columns": SUMMARY_COLUMNS, "rows": summary_rows(v)}
