@@ -102,7 +102,7 @@ def test_emoji_heldout_accuracy_is_measured_per_condition():
     except FileNotFoundError as e:
         pytest.skip(str(e))
     assert set(res) == set(EMOJI_CONDITIONS)
-    seen = res["seen: the training render, centred on white"]
+    seen = res["train_render"]
     assert seen["n"] == 40 and seen["accuracy"] >= 0.9
     assert seen["ci95"][0] <= seen["accuracy"] <= seen["ci95"][1]
     for cond, v in res.items():

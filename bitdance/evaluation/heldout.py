@@ -30,17 +30,29 @@ SYMBOLA_CANDIDATES = (
 )
 TRAIN_GLYPH_FRACTION = 109 / 125  # the training renders: 109 px glyph box + 16 px margin
 RENDER = 128  # working canvas before the LANCZOS downscale to the classifier's 32 px
-# name -> (glyph scale vs training, offset range as a fraction of the side, background RGB, font)
-EMOJI_CONDITIONS: dict[str, tuple[float, tuple[float, float], tuple[int, int, int], str]] = {
-    "seen: the training render, centred on white": (1.0, (0.0, 0.0), (255, 255, 255), "train"),
-    "re-rendered: ink box centred, training size, white": (1.0, (0.0, 0.0), (255, 255, 255), "noto"),
-    "glyph 0.6x, centred, white": (0.6, (0.0, 0.0), (255, 255, 255), "noto"),
-    "glyph 1.25x (cropped), white": (1.25, (0.0, 0.0), (255, 255, 255), "noto"),
-    "offset 0.12-0.18 of the side, white": (1.0, (0.12, 0.18), (255, 255, 255), "noto"),
-    "grey background (128)": (1.0, (0.0, 0.0), (128, 128, 128), "noto"),
-    "light-blue background": (1.0, (0.0, 0.0), (170, 200, 255), "noto"),
-    "glyph 0.75x + offset 0.1 + grey background": (0.75, (0.1, 0.1), (128, 128, 128), "noto"),
-    "second font: Symbola (monochrome), white": (1.0, (0.0, 0.0), (255, 255, 255), "symbola"),
+# id -> (label, glyph scale vs training, offset range as a fraction of the side, background RGB, font)
+EMOJI_CONDITIONS: dict[str, tuple[str, float, tuple[float, float], tuple[int, int, int], str]] = {
+    "train_render": (
+        "seen: the training render, centred on white",
+        1.0,
+        (0.0, 0.0),
+        (255, 255, 255),
+        "train",
+    ),
+    "rerender": (
+        "re-rendered: ink box centred, training size, white",
+        1.0,
+        (0.0, 0.0),
+        (255, 255, 255),
+        "noto",
+    ),
+    "scale_0_6": ("glyph 0.6x, centred, white", 0.6, (0.0, 0.0), (255, 255, 255), "noto"),
+    "scale_1_25": ("glyph 1.25x (cropped), white", 1.25, (0.0, 0.0), (255, 255, 255), "noto"),
+    "offset_0_15": ("offset 0.12-0.18 of the side, white", 1.0, (0.12, 0.18), (255, 255, 255), "noto"),
+    "grey_background": ("grey background (128)", 1.0, (0.0, 0.0), (128, 128, 128), "noto"),
+    "blue_background": ("light-blue background", 1.0, (0.0, 0.0), (170, 200, 255), "noto"),
+    "combined": ("glyph 0.75x + offset 0.1 + grey background", 0.75, (0.1, 0.1), (128, 128, 128), "noto"),
+    "symbola": ("second font: Symbola (monochrome), white", 1.0, (0.0, 0.0), (255, 255, 255), "symbola"),
 }
 
 
@@ -84,7 +96,6 @@ def emoji_heldout(model: Any, seed: int = 0, limit: int | None = None) -> dict[s
     """Accuracy of the emoji classifier per condition (EMOJI_CONDITIONS), every emoji once each."""
     from ..data.emoji import BITMAP_SIZE, find_emoji_font, list_emoji, read_cmap_codepoints, render_emoji
     from ..data.items import pil_to_tensor
-    from .intervals import bootstrap_mean
 
     names = model.config.class_names
     index = {n: i for i, n in enumerate(names)}
@@ -96,9 +107,9 @@ def emoji_heldout(model: Any, seed: int = 0, limit: int | None = None) -> dict[s
         fonts["symbola"] = (ImageFont.truetype(str(symbola), size=BITMAP_SIZE), False)
         covered["symbola"] = set(read_cmap_codepoints(symbola))  # else it draws a box for a missing glyph
     out: dict[str, dict[str, Any]] = {}
-    for cond, (scale, (lo, hi), bg, font_name) in EMOJI_CONDITIONS.items():
+    for cond, (label, scale, (lo, hi), bg, font_name) in EMOJI_CONDITIONS.items():
         if font_name not in (*fonts, "train"):
-            out[cond] = {"skipped": "font not installed (apt-get install fonts-symbola)"}
+            out[cond] = {"label": label, "skipped": "font not installed (apt-get install fonts-symbola)"}
             continue
         font, colour = fonts.get(font_name, fonts["noto"])
         rng = random.Random(f"bitdance/heldout/{cond}/{seed}")
@@ -121,8 +132,14 @@ def emoji_heldout(model: Any, seed: int = 0, limit: int | None = None) -> dict[s
         with torch.no_grad():
             pred = model.predict(torch.stack(xs)).argmax(-1)
         ok = (pred == torch.tensor(ys)).tolist()
-        out[cond] = {"accuracy": float(np.mean(ok)), "ci95": list(bootstrap_mean(ok)), "n": len(ok)}
+        out[cond] = {"label": label, **_acc(ok)}
     return out
+
+
+def _acc(ok: list[bool]) -> dict[str, Any]:
+    from .intervals import bootstrap_mean
+
+    return {"accuracy": float(np.mean(ok)), "ci95": list(bootstrap_mean(ok)), "n": len(ok)}
 
 
 def fashion_heldout(model: Any, seed: int = 0, n: int | None = None) -> dict[str, dict[str, Any]]:
@@ -130,11 +147,13 @@ def fashion_heldout(model: Any, seed: int = 0, n: int | None = None) -> dict[str
     accuracy on the tinted test items."""
     from ..data import build_dataset
     from .detectors import foreground_colour
-    from .intervals import bootstrap_mean
 
     out: dict[str, dict[str, Any]] = {}
     names = model.config.class_names
-    for split, label in (("test", "unseen: test split, tinted"), ("train", "seen: train split, tinted")):
+    for split, key, label in (
+        ("test", "test_tinted", "unseen: test split, tinted"),
+        ("train", "train_tinted", "seen: train split, tinted"),
+    ):
         ds = build_dataset("fashion_mnist", split, 32, tint=True, seed=seed)
         idx = list(range(len(ds)))
         if n is not None or split == "train":
@@ -143,22 +162,17 @@ def fashion_heldout(model: Any, seed: int = 0, n: int | None = None) -> dict[str
         with torch.no_grad():
             pred = model.predict(torch.stack([it["image"] for it in items])).argmax(-1).tolist()
         ok = [names[p] == it["meta"]["class_name"] for p, it in zip(pred, items)]
-        out[label] = {"accuracy": float(np.mean(ok)), "ci95": list(bootstrap_mean(ok)), "n": len(ok)}
+        out[key] = {"label": label, **_acc(ok)}
         if split == "test":
             tinted = [it for it in items if it["meta"]["colour"]]
             cok = [foreground_colour(it["image"]) == it["meta"]["colour"] for it in tinted]
-            out["colour namer: test split, tinted items"] = {
-                "accuracy": float(np.mean(cok)),
-                "ci95": list(bootstrap_mean(cok)),
-                "n": len(cok),
-            }
+            out["colour_namer_test"] = {"label": "colour namer: test split, tinted items", **_acc(cok)}
     return out
 
 
 def shapes_heldout(n: int = 300, seed: int = 0) -> dict[str, dict[str, Any]]:
     """Detector accuracy per scene kind on fresh procedural scenes (32 px)."""
     from .adherence import AdherenceScorer
-    from .intervals import bootstrap_mean
     from .suites import ground_truth_set
 
     images, expects, cats = ground_truth_set(n, 32, seed + 1000, ("shapes",))
@@ -166,18 +180,19 @@ def shapes_heldout(n: int = 300, seed: int = 0) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     for cat in sorted(set(cats)):
         ok = [s for (s, _), c in zip(scored, cats) if c == cat]
-        label = f"fresh scenes: {cat}"
-        out[label] = {"accuracy": float(np.mean(ok)), "ci95": list(bootstrap_mean(ok)), "n": len(ok)}
+        out[cat] = {"label": f"fresh scenes: {cat}", **_acc(ok)}
     return out
 
 
 def _rows(res: dict[str, dict[str, Any]]) -> list[list[Any]]:
     rows = []
-    for cond, v in res.items():
+    for v in res.values():
         if "skipped" in v:
-            rows.append([cond, "-", v["skipped"], 0])
+            rows.append([v["label"], "-", v["skipped"], 0])
         else:
-            rows.append([cond, f"{v['accuracy']:.3f}", f"[{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]", v["n"]])
+            rows.append(
+                [v["label"], f"{v['accuracy']:.3f}", f"[{v['ci95'][0]:.3f}, {v['ci95'][1]:.3f}]", v["n"]]
+            )
     return rows
 
 
