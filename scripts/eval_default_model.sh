@@ -22,7 +22,7 @@ half_a() {
   $B eval adherence --model "$MODEL" --prompts paraphrase --seeds 0,1,2,3 --threads 1 \
     --out "$EVAL/adherence-paraphrase" > "$EVAL/adh-para.log" 2>&1
   # the training monitors (not targets; docs/benchmarks.md §3)
-  for suite in emoji-val shapes-val; do
+  for suite in emoji-monitor shapes-monitor; do
     $B eval adherence --model "$MODEL" --prompts $suite --seeds 0,1,2,3 --threads 1 \
       --out "$EVAL/adherence-$suite" > "$EVAL/adh-$suite.log" 2>&1
   done

@@ -120,14 +120,14 @@ finetune_decoder "$RUNS/mini-tok7-dec" --init "$RUNS/mini-tok6-dec/export" \
 # Stage 6 (sessions 5-6). Aimed at counting and relations: the stage-5 generator continues with shapes
 # weighted up and emoji kept (fashion 16% / shapes 54% / emoji 29% of each epoch) at a lower learning rate.
 # Decoded with the stage-5 tokenizer (no new tokenizer stage). Shipping rule, fixed before the run's numbers:
-# ship if mean(emoji-val, shapes-val) beats stage 5's 0.807 (it measured 0.851).
+# ship if mean(emoji-val, shapes-val) (since renamed emoji-monitor, shapes-monitor) beats stage 5's 0.807 (it measured 0.851).
 continue_generator "$RUNS/mini-gen6" --init "$RUNS/mini-gen5/export" \
   --source-weights fashion_mnist=0.75,shapes=1.5,emoji=5 \
   --steps 3000 --lr 3e-4 --seed 8
 
 # Stage 7 (session 6). The stage-6 generator continues with garments back at full share and emoji up
 # (fashion 19% / shapes 46% / emoji 35% of each epoch), same learning rate. Decoded with the stage-5 tokenizer.
-# Shipping rule, fixed before the run's numbers: mean(emoji-val, shapes-val) > stage 6's 0.851 and FID_cls on
+# Shipping rule, fixed before the run's numbers: mean(emoji-val, shapes-val) (now emoji-monitor, shapes-monitor) > stage 6's 0.851 and FID_cls on
 # Fashion-MNIST *train* captions (n = 1000) <= 1.10 x stage 6's 2.222 (measured 0.898 and 2.427).
 continue_generator "$RUNS/mini-gen7" --init "$RUNS/mini-gen6/export" \
   --source-weights fashion_mnist=1,shapes=1.5,emoji=7 \

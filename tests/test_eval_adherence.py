@@ -5,6 +5,7 @@ import random
 
 import pytest
 
+from bitdance.core.expectations import expect_from_scene
 from bitdance.evaluation.adherence import (
     AdherenceScorer,
     check_shapes,
@@ -14,7 +15,7 @@ from bitdance.evaluation.adherence import (
 from bitdance.evaluation.classifier import assets_dir, classifier_paths
 from bitdance.evaluation.detectors import detect_objects, foreground_colour, name_colour
 from bitdance.evaluation.prompts import CATEGORIES, SUITES, load_suite, parse_line, parse_suite
-from bitdance.evaluation.suites import expect_from_scene, ground_truth_set
+from bitdance.evaluation.suites import ground_truth_set
 
 HAVE_FASHION_CLS = classifier_paths("fashion")[0].is_file()
 HAVE_EMOJI_CLS = classifier_paths("emoji")[0].is_file()
@@ -188,7 +189,7 @@ def test_empty_suite_and_missing_file(tmp_path):
 def test_shipped_suites_share_expectations():
     default, para = load_suite("default"), load_suite("paraphrase")
     assert len(default) == len(para) >= 50
-    assert set(SUITES) == {"default", "paraphrase", "emoji-val", "shapes-val"}
+    assert set(SUITES) == {"default", "paraphrase", "emoji-monitor", "shapes-monitor", "freeform"}
     assert [d.expect for d in default] == [p.expect for p in para]
     assert sum(d.prompt != p.prompt for d, p in zip(default, para)) >= 0.9 * len(default)
     assert {d.category for d in default} <= set(CATEGORIES)
@@ -196,26 +197,27 @@ def test_shipped_suites_share_expectations():
 
 
 @pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
-def test_emoji_val_suite_is_apart_from_the_reported_suites(tmp_path):
-    """The training monitor asks for emoji that neither reported suite contains; the shipped files are
-    exactly what `python -m bitdance.evaluation.suites build` writes."""
-    from bitdance.evaluation.suites import write_suites
+def test_emoji_monitor_suite_is_apart_from_the_reported_suites(tmp_path):
+    """The training monitor asks for emoji that neither template suite contains; the shipped files are
+    exactly what `python -m bitdance.data.template_suites build` writes."""
+    from bitdance.data.template_suites import write_suites
+    from bitdance.evaluation.prompts import default_emoji_names
 
-    val = load_suite("emoji-val")
+    val = load_suite("emoji-monitor")
     names = {s.expect["name"] for s in val}
     reported = {s.expect.get("name") for suite in ("default", "paraphrase") for s in load_suite(suite)}
     assert len(val) == len(names) == 48 and {s.expect["domain"] for s in val} == {"emoji"}
     assert not names & reported
-    for path in write_suites(tmp_path):
+    for path in write_suites(tmp_path, SUITES, sorted(default_emoji_names())):
         assert path.read_bytes() == (assets_dir() / path.name).read_bytes(), path.name
 
 
 @pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
-def test_shapes_val_suite_is_apart_from_the_reported_suites(tmp_path):
-    """Counting and relation scenes none of whose expectations a reported suite holds; counts even."""
-    from bitdance.evaluation.suites import build_shapes_val
+def test_shapes_monitor_suite_is_apart_from_the_reported_suites(tmp_path):
+    """Counting and relation scenes none of whose expectations a template suite holds; counts even."""
+    from bitdance.data.template_suites import build_shapes_monitor
 
-    val = load_suite("shapes-val")
+    val = load_suite("shapes-monitor")
     keys = [json.dumps(s.expect, sort_keys=True) for s in val]
     reported = {
         json.dumps(s.expect, sort_keys=True) for suite in ("default", "paraphrase") for s in load_suite(suite)
@@ -225,7 +227,7 @@ def test_shapes_val_suite_is_apart_from_the_reported_suites(tmp_path):
     counts = [s.expect["objects"][0]["count"] for s in val if s.category == "counting"]
     assert sorted(counts) == sorted([1, 2, 3, 4] * 6)
     rows = [{"expect": json.loads(k)} for k in keys[:3]]
-    again = build_shapes_val(([*rows],), n_count=4, n_relation=0)
+    again = build_shapes_monitor(([*rows],), n_count=4, n_relation=0)
     assert not {json.dumps(r["expect"], sort_keys=True) for r in again} & set(keys[:3])
 
 
@@ -276,3 +278,99 @@ def test_ground_truth_tokenizer_round_trip(tmp_path, capsys):
     assert "tokenizer round trip 0.0000" in out
     with pytest.raises(SystemExit):
         main(["ground-truth", "--domains", "shapes,cars"])
+
+
+def _records(outcomes_by_cat, split=None):
+    recs, i = [], 0
+    for cat, prompts in outcomes_by_cat.items():
+        for seeds in prompts:
+            for s, ok in enumerate(seeds):
+                recs.append({"prompt_index": i, "category": cat, "correct": ok, "seed": s, "split": split})
+            i += 1
+    return recs
+
+
+def test_bootstrap_intervals_are_fixed_contain_the_estimate_and_shrink_with_n():
+    from bitdance.evaluation.adherence import summarize
+    from bitdance.evaluation.intervals import bootstrap_accuracy
+
+    rng = random.Random(0)
+    small = {"a": [[rng.random() < 0.7 for _ in range(4)] for _ in range(10)]}
+    big = {"a": [[rng.random() < 0.7 for _ in range(4)] for _ in range(200)]}
+    (lo_s, hi_s), (lo_b, hi_b) = bootstrap_accuracy(small)[1], bootstrap_accuracy(big)[1]
+    assert bootstrap_accuracy(small) == bootstrap_accuracy(small)  # fixed seed: reproducible
+    s = summarize(_records(small))
+    assert s["overall_ci95"][0] <= s["overall"] <= s["overall_ci95"][1]
+    assert hi_b - lo_b < (hi_s - lo_s) / 2  # 20x the prompts: a much narrower interval
+    allright = summarize(_records({"a": [[True] * 4] * 5}))
+    assert allright["overall_ci95"] == [1.0, 1.0]
+    # prompts are the resampling unit: 4 seeds that always agree give a wider interval than independent ones
+    agree = {"a": [[k < 5] * 4 for k in range(10)]}
+    indep = {"a": [[(k + j) % 2 == 0 for j in range(4)] for k in range(10)]}
+    w = [bootstrap_accuracy(x)[1] for x in (agree, indep)]
+    assert w[0][1] - w[0][0] > w[1][1] - w[1][0]
+    with pytest.raises(ValueError, match="same number of seeds"):
+        bootstrap_accuracy({"a": [[True, False], [True]]})
+
+
+def test_summary_per_split_and_the_comparison_helper():
+    from bitdance.evaluation.adherence import summarize
+    from bitdance.evaluation.intervals import compare, intervals_overlap
+
+    recs = _records({"a": [[True] * 4] * 6}, "dev") + [
+        dict(r, prompt_index=r["prompt_index"] + 100) for r in _records({"a": [[False] * 4] * 6}, "test")
+    ]
+    s = summarize(recs)
+    assert set(s["splits"]) == {"dev", "test"}
+    assert s["splits"]["dev"]["overall"] == 1.0 and s["splits"]["test"]["overall"] == 0.0
+    assert s["categories"]["a"]["prompts"] == 12 and s["images"] == 48
+    c = compare(s["splits"]["dev"], s["splits"]["test"])
+    assert c["difference"] == -1.0 and not c["intervals_overlap"] and "clear difference" in c["verdict"]
+    assert compare(s, s)["intervals_overlap"]
+    assert intervals_overlap([0.1, 0.5], [0.5, 0.9]) and not intervals_overlap([0.1, 0.4], [0.5, 0.9])
+
+
+def test_result_files_in_the_shared_format(tmp_path):
+    from bitdance.evaluation.adherence import summarize
+    from bitdance.evaluation.adherence_report import write_results
+
+    for setting, p in (("p4", 0.9), ("p16", 0.2)):
+        rng = random.Random(setting)
+        recs = _records({"counting": [[rng.random() < p for _ in range(4)] for _ in range(30)]}, "test")
+        rep = {
+            "results": {"summary": summarize(recs)},
+            "recipe": {
+                "command": f"bitdance eval adherence --x {setting}",
+                "model": "m",
+                "seeds": [0, 1, 2, 3],
+                "machine": {"cpu": "x"},
+                "utc": "2026-01-01T00:00:00Z",
+            },
+        }
+        (tmp_path / "runs" / f"freeform-{setting}").mkdir(parents=True)
+        (tmp_path / "runs" / f"freeform-{setting}" / "report.json").write_text(json.dumps(rep))
+    paths = write_results(tmp_path / "runs", tmp_path / "results")
+    names = sorted(p.name for p in paths)
+    assert names == [
+        "adherence_freeform_matrix.json",
+        "adherence_freeform_p16.json",
+        "adherence_freeform_p4.json",
+    ]
+    doc = json.loads((tmp_path / "results" / "adherence_freeform_p4.json").read_text())
+    assert set(doc) == {"name", "recipe", "machine", "created", "metrics", "tables"}
+    assert doc["metrics"]["splits"]["test"]["overall"] == doc["metrics"]["overall"]
+    assert "prompt_accuracy" not in doc["metrics"]
+    m = json.loads((tmp_path / "results" / "adherence_freeform_matrix.json").read_text())
+    rows = m["tables"]["by_parallel_test"]["rows"]
+    assert [r[0] for r in rows] == ["P=4, 20 steps (defaults)", "P=16"] and rows[1][-2] == "no"
+
+
+def test_cli_split_errors_are_one_line(capsys):
+    from bitdance.evaluation.cli import main
+
+    assert (
+        main(["eval", "adherence", "--model", "random:tiny-text", "--prompts", "default", "--split", "dev"])
+        == 2
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "split" in err[0]

@@ -71,3 +71,40 @@ def test_shipped_classifiers_are_small_and_documented(task):
     assert cfg["training"]["command"].startswith("python -m bitdance.evaluation.train_classifier")
     accuracy = max(v for k, v in cfg["metrics"].items() if "accuracy" in k and isinstance(v, float))
     assert accuracy > 0.85
+
+
+def test_heldout_renders_differ_from_training_renders_as_stated():
+    """compose() puts the glyph where the condition says: size, offset and background."""
+    import numpy as np
+    from PIL import Image
+
+    from bitdance.evaluation.heldout import TRAIN_GLYPH_FRACTION, compose
+
+    glyph = Image.new("RGBA", (50, 50), (255, 0, 0, 255))
+    for scale in (0.6, 1.0):
+        a = np.asarray(compose(glyph, scale, (0.0, 0.0), (128, 128, 128), size=100))
+        red = (a[..., 0] > 200) & (a[..., 1] < 60)
+        width = red.any(0).sum() / 100
+        assert abs(width - TRAIN_GLYPH_FRACTION * scale) < 0.03
+        assert tuple(a[0, 0]) == (128, 128, 128)
+    shifted = np.asarray(compose(glyph, 0.6, (0.15, 0.0), (0, 0, 0), size=100))
+    cols = np.nonzero(shifted[..., 0].max(0) > 200)[0]
+    assert abs((cols.mean() + 0.5) / 100 - 0.65) < 0.03
+
+
+@pytest.mark.skipif(not classifier_paths("emoji")[0].is_file(), reason="needs the shipped emoji classifier")
+def test_emoji_heldout_accuracy_is_measured_per_condition():
+    from bitdance.evaluation.classifier import load_classifier
+    from bitdance.evaluation.heldout import EMOJI_CONDITIONS, emoji_heldout
+
+    try:
+        res = emoji_heldout(load_classifier("emoji"), limit=40)
+    except FileNotFoundError as e:
+        pytest.skip(str(e))
+    assert set(res) == set(EMOJI_CONDITIONS)
+    seen = res["train_render"]
+    assert seen["n"] == 40 and seen["accuracy"] >= 0.9
+    assert seen["ci95"][0] <= seen["accuracy"] <= seen["ci95"][1]
+    for cond, v in res.items():
+        if "skipped" not in v:
+            assert 0 <= v["ci95"][0] <= v["accuracy"] <= v["ci95"][1] <= 1, cond

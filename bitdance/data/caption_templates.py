@@ -1,4 +1,4 @@
-"""Shared vocabulary and caption templates for the built-in datasets.
+"""Caption templates for the built-in datasets (the vocabularies live in ``bitdance.core.vocabulary``).
 
 Captions vary (synonyms, sentence structure) but never change meaning; every choice is drawn from a
 ``random.Random`` seeded per (seed, index), so a dataset item always gets the same caption. The first entry
@@ -10,31 +10,16 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-# Named colours shared by Shapes, tinted Fashion-MNIST and the adherence scorer. Values are chosen to be far
-# apart in RGB (smallest pairwise distance ~100, orange vs yellow) so a nearest-colour rule is reliable.
-COLOURS: dict[str, tuple[int, int, int]] = {
-    "red": (220, 30, 30),
-    "orange": (255, 130, 0),
-    "yellow": (255, 235, 0),
-    "green": (30, 170, 50),
-    "blue": (30, 90, 230),
-    "purple": (140, 50, 200),
-    "pink": (255, 130, 200),
-    "white": (255, 255, 255),
-}
-
-NUMBER_WORDS: dict[int, str] = {
-    0: "zero",
-    1: "one",
-    2: "two",
-    3: "three",
-    4: "four",
-    5: "five",
-    6: "six",
-    7: "seven",
-    8: "eight",
-    9: "nine",
-}
+# re-exported: the data side keeps importing them from here
+from ..core.vocabulary import (  # noqa: F401
+    COLOURS,
+    COUNTS,
+    NUMBER_WORDS,
+    POSITIONS,
+    RELATIONS,
+    SHAPES,
+    SIZES,
+)
 
 _AN_EXCEPTIONS = ("one", "once", "uni", "use", "usu", "euro", "ewe")
 _A_EXCEPTIONS = ("hour", "honest", "honor", "honour", "heir")
@@ -160,12 +145,6 @@ def emoji_caption(name: str, rng: random.Random | None) -> str:
 
 
 # --- shapes ----------------------------------------------------------------------------------------------
-SHAPES: tuple[str, ...] = ("circle", "square", "triangle")
-SIZES: tuple[str, ...] = ("small", "large")
-POSITIONS: tuple[str, ...] = ("top left", "top right", "bottom left", "bottom right", "center")
-RELATIONS: tuple[str, ...] = ("left of", "right of", "above", "below")
-COUNTS: tuple[int, ...] = (1, 2, 3, 4)
-
 INVERSE_RELATION: dict[str, str] = {
     "left of": "right of",
     "right of": "left of",

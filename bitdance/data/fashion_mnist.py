@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 from torch.utils.data import Dataset
 
+from ..core.vocabulary import FASHION_CLASSES
 from .caption_templates import COLOURS, fashion_caption
 from .items import Item, check_size, check_split, index_rng, make_item
 
@@ -39,18 +40,6 @@ FASHION_CLASS_TITLES: tuple[str, ...] = (
     "Sneaker",
     "Bag",
     "Ankle boot",
-)
-FASHION_CLASSES: tuple[str, ...] = (
-    "t-shirt",
-    "trousers",
-    "pullover",
-    "dress",
-    "coat",
-    "sandal",
-    "shirt",
-    "sneaker",
-    "bag",
-    "ankle boot",
 )
 PLAIN = None  # the "no tint" choice: grey garment on black, no colour word in the caption
 

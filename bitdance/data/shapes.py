@@ -24,6 +24,7 @@ from typing import Any
 from PIL import Image, ImageDraw
 from torch.utils.data import Dataset
 
+from ..core.vocabulary import POSITION_ANCHORS
 from .caption_templates import (
     COLOURS,
     COUNT_ONE_TEMPLATES,
@@ -56,13 +57,6 @@ EXTENT_RANGE: dict[str, tuple[float, float]] = {
     "large": (0.44, 0.53),
     "relation": (0.28, 0.36),
     "count": (0.22, 0.28),
-}
-POSITION_ANCHORS: dict[str, tuple[float, float]] = {
-    "top left": (0.25, 0.25),
-    "top right": (0.75, 0.25),
-    "bottom left": (0.25, 0.75),
-    "bottom right": (0.75, 0.75),
-    "center": (0.5, 0.5),
 }
 BORDER = 0.02  # objects keep this margin from the canvas edge
 RELATION_MIN_GAP = 0.4  # min centre distance along the relation axis

@@ -125,21 +125,56 @@ def _pil(a: np.ndarray):  # noqa: ANN202
     return Image.fromarray(a, "RGB")
 
 
-def summarize(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """records: one per image with 'category', 'correct', 'prompt_index' -> accuracies."""
+def summarize(records: list[dict[str, Any]], by_split: bool = True) -> dict[str, Any]:
+    """records: one per image with 'category', 'correct', 'prompt_index' (and optional 'split') ->
+    accuracies with n and 95 % bootstrap intervals over prompts x seeds (``intervals.py``); when records
+    carry a split, the same summary per split under "splits"."""
+    from .intervals import BOOTSTRAP_RESAMPLES, BOOTSTRAP_SEED, bootstrap_accuracy
+
     per_cat: dict[str, list[bool]] = defaultdict(list)
     per_prompt: dict[int, list[bool]] = defaultdict(list)
+    prompt_cat: dict[int, str] = {}
     for r in records:
         per_cat[r["category"]].append(bool(r["correct"]))
         per_prompt[r["prompt_index"]].append(bool(r["correct"]))
-    cats = {c: {"accuracy": float(np.mean(v)), "images": len(v)} for c, v in sorted(per_cat.items())}
-    return {
+        prompt_cat[r["prompt_index"]] = r["category"]
+    outcomes: dict[str, list[list[bool]]] = defaultdict(list)
+    for i, v in sorted(per_prompt.items()):
+        outcomes[prompt_cat[i]].append(v)
+    cat_ci, overall_ci, image_ci = (
+        bootstrap_accuracy(outcomes) if records else ({}, (float("nan"),) * 2, (float("nan"),) * 2)
+    )
+    cats = {
+        c: {
+            "accuracy": float(np.mean(v)),
+            "ci95": list(cat_ci[c]),
+            "images": len(v),
+            "prompts": len(outcomes[c]),
+        }
+        for c, v in sorted(per_cat.items())
+    }
+    out = {
         "overall": float(np.mean([c["accuracy"] for c in cats.values()])) if cats else float("nan"),
+        "overall_ci95": list(overall_ci),
         "image_accuracy": float(np.mean([r["correct"] for r in records])) if records else float("nan"),
+        "image_accuracy_ci95": list(image_ci),
         "prompt_accuracy": {int(k): float(np.mean(v)) for k, v in sorted(per_prompt.items())},
         "categories": cats,
         "images": len(records),
+        "prompts": len(per_prompt),
+        "bootstrap": {
+            "resamples": BOOTSTRAP_RESAMPLES,
+            "seed": BOOTSTRAP_SEED,
+            "unit": "prompts per category, then seeds within each prompt",
+            "interval": "2.5-97.5 percentile",
+        },
     }
+    splits = sorted({r["split"] for r in records if r.get("split")})
+    if by_split and splits:
+        out["splits"] = {
+            sp: summarize([r for r in records if r.get("split") == sp], by_split=False) for sp in splits
+        }
+    return out
 
 
 def evaluate_adherence(
@@ -183,6 +218,7 @@ def evaluate_adherence(
                     "prompt_index": i,
                     "prompt": specs[i].prompt,
                     "category": specs[i].category,
+                    "split": specs[i].split,
                     "seed": s,
                     "correct": bool(ok),
                     **detail,

@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 
 from ..core.atomic import atomic_folder, atomic_write_bytes
-from ..data.caption_templates import COLOURS
+from ..core.vocabulary import COLOURS
 from ..training.checkpoints import CheckpointManager
 from ..training.dist import DistContext
 from ..training.loop import LoopConfig, NonFiniteLoss, Trainer, fit

@@ -127,7 +127,18 @@ def build_eval_parser() -> argparse.ArgumentParser:
     _common(f, "runs/eval/fid")
     a = sub.add_parser("adherence", help="GenEval-style prompt adherence with analytic/classifier scorers")
     _model(a)
-    a.add_argument("--prompts", default="default", help="JSONL file, or a shipped suite: default, paraphrase")
+    a.add_argument(
+        "--prompts",
+        default="default",
+        help="JSONL file, or a shipped suite: default, paraphrase, emoji-monitor, shapes-monitor, freeform",
+    )
+    a.add_argument(
+        "--split",
+        default="all",
+        choices=["dev", "test", "all"],
+        help="prompts of this split only (suites with a fixed split, e.g. freeform; default all: every "
+        "prompt, the report also gives each split)",
+    )
     a.add_argument("--seeds", type=_int_list, default=[0, 1, 2, 3], help="seeds per prompt (default 0,1,2,3)")
     _sampling(a)
     _common(a, "runs/eval/adherence")
@@ -312,7 +323,7 @@ def run_adherence(args: argparse.Namespace, argv: list[str]) -> int:
     from .prompts import load_suite, suite_path
     from .report import recipe
 
-    specs = load_suite(args.prompts)
+    specs = load_suite(args.prompts, split=args.split)
     pipe = _pipeline(args)
     sampling = _sampling_kwargs(args)
     res = evaluate_adherence(pipe, specs, args.seeds, args.batch_size, sampling)
@@ -324,14 +335,21 @@ def run_adherence(args: argparse.Namespace, argv: list[str]) -> int:
         effective_defaults=pipe.defaults,
         seeds=args.seeds,
         prompts=str(suite_path(args.prompts)),
+        split=args.split,
         num_prompts=len(specs),
         samples=len(specs) * len(args.seeds),
     )
     pngs = adherence_plots(res)
     res.pop("samples")
     s = res["summary"]
-    summary = f"overall {s['overall']:.4f} (image mean {s['image_accuracy']:.4f}); " + ", ".join(
-        f"{c} {v['accuracy']:.3f}" for c, v in s["categories"].items()
+    summary = (
+        f"overall {s['overall']:.4f} [{s['overall_ci95'][0]:.3f}, {s['overall_ci95'][1]:.3f}] "
+        f"(image mean {s['image_accuracy']:.4f}); "
+        + ", ".join(f"{c} {v['accuracy']:.3f}" for c, v in s["categories"].items())
+        + "".join(
+            f"\n{sp}: overall {v['overall']:.4f} [{v['overall_ci95'][0]:.3f}, {v['overall_ci95'][1]:.3f}]"
+            for sp, v in s.get("splits", {}).items()
+        )
     )
     return _finish(args, "eval-adherence", res, rec, adherence_markdown(res, rec), pngs, summary)
 

@@ -21,8 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from ..data.caption_templates import COLOURS
-from ..data.shapes import POSITION_ANCHORS
+from ..core.vocabulary import COLOURS, POSITION_ANCHORS
 
 SOFT_THRESHOLD = 0.2
 CORE_FRACTION = 0.7

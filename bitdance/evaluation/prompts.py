@@ -10,7 +10,8 @@
     {"prompt": "a maple leaf", "category": "single_object",
      "expect": {"domain": "emoji", "name": "maple leaf"}}
 
-Optional top-level "id". Every error names the file, line number and field, and lists what is allowed;
+Optional top-level "id" and "split" ("dev" | "test": the free-form suite's fixed split). Every error names
+the file, line number and field, and lists what is allowed;
 unknown colours, shapes, classes, emoji names or keys are errors (never a silent zero).
 """
 
@@ -23,8 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.caption_templates import COLOURS, POSITIONS, RELATIONS, SHAPES, SIZES
-from ..data.fashion_mnist import FASHION_CLASSES
+from ..core.vocabulary import COLOURS, FASHION_CLASSES, POSITIONS, RELATIONS, SHAPES, SIZES
 
 CATEGORIES: tuple[str, ...] = (
     "single_object",
@@ -38,7 +38,7 @@ CATEGORIES: tuple[str, ...] = (
 )
 DOMAINS: tuple[str, ...] = ("shapes", "fashion", "emoji")
 MAX_COUNT = 4
-_TOP_KEYS = {"prompt", "category", "expect", "id"}
+_TOP_KEYS = {"prompt", "category", "expect", "id", "split"}
 _DOMAIN_KEYS = {
     "shapes": ({"domain", "objects"}, {"relation"}),
     "fashion": ({"domain", "class"}, {"colour"}),
@@ -46,14 +46,19 @@ _DOMAIN_KEYS = {
 }
 _OBJECT_KEYS = ({"shape"}, {"colour", "size", "position", "count"})
 SUITES: dict[str, str] = {
+    # built from the training caption templates (python -m bitdance.data.template_suites build): they
+    # measure how well a model reproduces its training captions
     "default": "prompts_default.jsonl",
     "paraphrase": "prompts_paraphrase.jsonl",
-    # emoji outside the two suites above: a training monitor, so that choices about emoji never look at
-    # the suites the model card reports
-    "emoji-val": "prompts_emoji_val.jsonl",
-    # counting and relation scenes outside them: the same for the shapes domain
-    "shapes-val": "prompts_shapes_val.jsonl",
+    # emoji / counting and relation scenes outside the two suites above, but in the training data: training
+    # monitors, not held out
+    "emoji-monitor": "prompts_emoji_monitor.jsonl",
+    "shapes-monitor": "prompts_shapes_monitor.jsonl",
+    # written in people's words without the captioner, split into dev and test (python -m
+    # bitdance.evaluation.freeform build)
+    "freeform": "prompts_freeform.jsonl",
 }
+SPLITS: tuple[str, ...] = ("dev", "test")
 
 
 @dataclass
@@ -65,11 +70,14 @@ class PromptSpec:
     expect: dict[str, Any]
     line: int = 0
     id: str | None = None
+    split: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"prompt": self.prompt, "category": self.category, "expect": self.expect}
         if self.id is not None:
             out["id"] = self.id
+        if self.split is not None:
+            out["split"] = self.split
         return out
 
 
@@ -149,6 +157,8 @@ def parse_line(
     category = _choice(where, "category", raw["category"], CATEGORIES, "category")
     if "id" in raw and not isinstance(raw["id"], str):
         raise where.fail("id", "must be a string")
+    if "split" in raw:
+        _choice(where, "split", raw["split"], SPLITS, "split")
     expect = raw["expect"]
     if not isinstance(expect, dict):
         raise where.fail("expect", f"must be a JSON object, got {type(expect).__name__}")
@@ -169,7 +179,7 @@ def parse_line(
                 f"unknown emoji name {name!r}; use the lower-cased Unicode name "
                 "(e.g. 'maple leaf'); see the emoji classifier's class_names",
             )
-    return PromptSpec(prompt, category, expect, line, raw.get("id"))
+    return PromptSpec(prompt, category, expect, line, raw.get("id"), raw.get("split"))
 
 
 def default_emoji_names() -> set[str]:
@@ -209,7 +219,7 @@ def parse_suite(
 
 
 def suite_path(name_or_path: str | os.PathLike) -> Path:
-    """A shipped suite name ('default' | 'paraphrase') or a JSONL file path."""
+    """A shipped suite name (see SUITES) or a JSONL file path."""
     if str(name_or_path) in SUITES:
         from .classifier import assets_dir
 
@@ -221,8 +231,20 @@ def suite_path(name_or_path: str | os.PathLike) -> Path:
 
 
 def load_suite(
-    name_or_path: str | os.PathLike, emoji_names: Callable[[], set[str]] | None = default_emoji_names
+    name_or_path: str | os.PathLike,
+    emoji_names: Callable[[], set[str]] | None = default_emoji_names,
+    split: str = "all",
 ) -> list[PromptSpec]:
-    """Load and validate a suite file (see the module docstring for the format)."""
+    """Load and validate a suite file (see the module docstring for the format); ``split`` 'dev' / 'test'
+    keeps the prompts of that split (the suite must carry splits), 'all' keeps every prompt."""
+    if split not in ("all", *SPLITS):
+        raise ValueError(f"unknown split {split!r}; allowed: all, {', '.join(SPLITS)}")
     path = suite_path(name_or_path)
-    return parse_suite(path.read_text(encoding="utf-8").splitlines(), str(path), emoji_names)
+    specs = parse_suite(path.read_text(encoding="utf-8").splitlines(), str(path), emoji_names)
+    if split == "all":
+        return specs
+    if any(s.split is None for s in specs):
+        raise ValueError(
+            f"{path}: --split {split} needs a suite whose every line has a 'split' (e.g. freeform)"
+        )
+    return [s for s in specs if s.split == split]

@@ -1,218 +1,22 @@
-"""Build the shipped prompt suites and measure the adherence scorers on ground-truth images.
+"""Measure the adherence scorers on ground-truth images (rendered scenes, Fashion-MNIST test items, emoji).
 
-    python -m bitdance.evaluation.suites build              # writes bitdance/assets/eval/prompts_*.jsonl
     python -m bitdance.evaluation.suites ground-truth --n 300 --size 32
     python -m bitdance.evaluation.suites ground-truth --n 300 --tokenizer bitdance-mini   # + round trip
 
 ``--tokenizer`` also scores the ground-truth images after an encode -> decode round trip through a model's
 binary tokenizer: the adherence a perfect generator on that tokenizer could reach (its ceiling).
-
-Both suites hold the same expectations in the same order; "default" uses the canonical (training-style)
-phrasing, "paraphrase" a reworded prompt drawn from the dataset caption templates (synonyms, sentence
-structure). Everything is seeded, so rebuilding gives identical files.
+The template suites are built by ``python -m bitdance.data.template_suites build`` (the evaluation package
+imports no captioner); the free-form suite by ``python -m bitdance.evaluation.freeform build``.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import random
-from pathlib import Path
 from typing import Any
 
-from ..data import COLOURS, FASHION_CLASSES, caption_scene, paraphrases, render_scene, sample_scene
-from ..data.caption_templates import emoji_caption, fashion_caption
-from .classifier import assets_dir
-from .prompts import SUITES
-
-SUITE_SEED = "bitdance/eval-suite/v1"
-EMOJI_VAL_SEED = "bitdance/emoji-val/v1"
-SHAPES_VAL_SEED = "bitdance/shapes-val/v1"
-SCENE_CATEGORY = {"single": "absolute_position", "relation": "position", "count": "counting"}
-
-
-def expect_from_scene(scene: dict[str, Any]) -> dict[str, Any]:
-    """The adherence expectation of a shapes scene (every attribute its canonical caption states)."""
-    kind, objs = scene["kind"], scene["objects"]
-    if kind == "single":
-        o = objs[0]
-        return {
-            "domain": "shapes",
-            "objects": [
-                {"shape": o["shape"], "colour": o["colour"], "size": o["size"], "position": o["position"]}
-            ],
-        }
-    if kind == "relation":
-        return {
-            "domain": "shapes",
-            "objects": [{"shape": o["shape"], "colour": o["colour"]} for o in objs],
-            "relation": scene["relation"],
-        }
-    if kind == "count":
-        return {
-            "domain": "shapes",
-            "objects": [{"shape": objs[0]["shape"], "colour": objs[0]["colour"], "count": scene["count"]}],
-        }
-    raise ValueError(f"unknown scene kind {kind!r}")
-
-
-def _reworded(canonical: str, draw) -> str:  # noqa: ANN001
-    for _ in range(100):
-        text = draw()
-        if text != canonical:
-            return text
-    return canonical
-
-
-def build_suites(
-    seed: str = SUITE_SEED,
-    n_emoji: int = 16,
-    n_colour: int = 16,
-    n_scenes: int = 12,
-    emoji_names: list[str] | None = None,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(default, paraphrase) suites as lists of JSON-ready dicts with identical expectations."""
-    rng = random.Random(seed)
-    rows: list[tuple[str, str, str, dict[str, Any]]] = []  # (category, canonical, paraphrase, expect)
-    if emoji_names is None:
-        from .prompts import default_emoji_names
-
-        emoji_names = sorted(default_emoji_names())
-    for name in rng.sample(sorted(emoji_names), n_emoji):
-        rows.append(
-            (
-                "single_object",
-                emoji_caption(name, None),
-                _reworded(emoji_caption(name, None), lambda n=name: emoji_caption(n, rng)),
-                {"domain": "emoji", "name": name},
-            )
-        )
-    for cls in FASHION_CLASSES:
-        canon = fashion_caption(cls, None, None)
-        rows.append(
-            (
-                "single_object",
-                canon,
-                _reworded(canon, lambda c=cls: fashion_caption(c, None, rng)),
-                {"domain": "fashion", "class": cls},
-            )
-        )
-    for _ in range(n_colour):
-        cls, colour = rng.choice(FASHION_CLASSES), rng.choice(list(COLOURS))
-        canon = fashion_caption(cls, colour, None)
-        rows.append(
-            (
-                "colour",
-                canon,
-                _reworded(canon, lambda c=cls, k=colour: fashion_caption(c, k, rng)),
-                {"domain": "fashion", "class": cls, "colour": colour},
-            )
-        )
-    for kind in ("single", "relation", "count"):
-        for j in range(n_scenes):
-            scene = sample_scene(rng, (kind,))
-            if kind == "count":  # cover every count evenly
-                while scene["count"] != 1 + j % 4:
-                    scene = sample_scene(rng, (kind,))
-            texts = paraphrases(scene, n=5, seed=rng.randrange(10**6))
-            rows.append(
-                (
-                    SCENE_CATEGORY[kind],
-                    texts[0],
-                    rng.choice(texts[1:]) if len(texts) > 1 else texts[0],
-                    expect_from_scene(scene),
-                )
-            )
-    default = [
-        {"id": f"p{i:03d}", "prompt": c, "category": cat, "expect": e}
-        for i, (cat, c, _, e) in enumerate(rows)
-    ]
-    para = [
-        {"id": f"p{i:03d}", "prompt": p, "category": cat, "expect": e}
-        for i, (cat, _, p, e) in enumerate(rows)
-    ]
-    return default, para
-
-
-def build_emoji_val(
-    suites: tuple[list[dict[str, Any]], ...],
-    n: int = 48,
-    seed: str = EMOJI_VAL_SEED,
-    emoji_names: list[str] | None = None,
-) -> list[dict[str, Any]]:
-    """``n`` emoji prompts (canonical captions) whose names appear in none of ``suites``.
-
-    The emoji are training emoji like the suites' own (the model is asked to draw named emoji it was
-    shown); keeping them apart lets training decisions be checked without looking at the reported suites.
-    """
-    if emoji_names is None:
-        from .prompts import default_emoji_names
-
-        emoji_names = sorted(default_emoji_names())
-    used = {r["expect"]["name"] for rows in suites for r in rows if r["expect"]["domain"] == "emoji"}
-    pool = sorted(set(emoji_names) - used)
-    if len(pool) < n:
-        raise ValueError(f"only {len(pool)} emoji names are left outside the suites, {n} requested")
-    names = random.Random(seed).sample(pool, n)
-    return [
-        {
-            "id": f"v{i:03d}",
-            "prompt": emoji_caption(name, None),
-            "category": "single_object",
-            "expect": {"domain": "emoji", "name": name},
-        }
-        for i, name in enumerate(names)
-    ]
-
-
-def build_shapes_val(
-    suites: tuple[list[dict[str, Any]], ...],
-    n_count: int = 24,
-    n_relation: int = 24,
-    seed: str = SHAPES_VAL_SEED,
-) -> list[dict[str, Any]]:
-    """Counting and relation prompts (canonical captions) whose expectations appear in none of ``suites``.
-
-    Counts cycle through 1-4 evenly. Like ``emoji-val``, a training monitor for the shapes domain that
-    keeps training decisions away from the reported suites.
-    """
-    rng = random.Random(seed)
-    seen = {json.dumps(r["expect"], sort_keys=True) for rows in suites for r in rows}
-    rows: list[dict[str, Any]] = []
-    for kind, n in (("count", n_count), ("relation", n_relation)):
-        for j in range(n):
-            for _ in range(10_000):
-                scene = sample_scene(rng, (kind,))
-                key = json.dumps(expect_from_scene(scene), sort_keys=True)
-                if key not in seen and (kind != "count" or scene["count"] == 1 + j % 4):
-                    break
-            else:
-                raise ValueError(f"could not draw {n} new {kind} scenes outside the suites")
-            seen.add(key)
-            rows.append(
-                {
-                    "id": f"s{len(rows):03d}",
-                    "prompt": caption_scene(scene),
-                    "category": SCENE_CATEGORY[kind],
-                    "expect": expect_from_scene(scene),
-                }
-            )
-    return rows
-
-
-def write_suites(folder: str | Path | None = None, **kw: Any) -> list[Path]:
-    from ..checkpoint import atomic_write_bytes
-
-    folder = Path(folder) if folder is not None else assets_dir()
-    paths = []
-    suites = build_suites(**kw)
-    val = build_emoji_val(suites, emoji_names=kw.get("emoji_names"))
-    shapes_val = build_shapes_val(suites)
-    for name, rows in zip(("default", "paraphrase", "emoji-val", "shapes-val"), (*suites, val, shapes_val)):
-        path = folder / SUITES[name]
-        atomic_write_bytes(path, "".join(json.dumps(r) + "\n" for r in rows).encode())
-        paths.append(path)
-    return paths
+from ..core.expectations import SCENE_CATEGORY, expect_from_scene
+from ..data.shapes import render_scene, sample_scene
 
 
 def ground_truth_set(
@@ -257,8 +61,6 @@ def ground_truth_set(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bitdance suites")
     sub = p.add_subparsers(dest="cmd", required=True)
-    b = sub.add_parser("build", help="write the default, paraphrase, emoji-val and shapes-val suites")
-    b.add_argument("--out", default=str(assets_dir()))
     g = sub.add_parser(
         "ground-truth", help="scorer accuracy on ground-truth images (and on shuffled prompts)"
     )
@@ -271,10 +73,6 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--threads", type=int, help="torch threads")
     g.add_argument("--domains", default="shapes,fashion,emoji", help="comma list of domains to score")
     args = p.parse_args(argv)
-    if args.cmd == "build":
-        for path in write_suites(args.out):
-            print(path)
-        return 0
     import torch
 
     from .adherence import AdherenceScorer, shuffled_expectations

@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ..data.caption_templates import COLOURS
+from ..core.vocabulary import COLOURS
 from .classifier import ClassifierConfig, EvalClassifier, assets_dir, save_classifier
 
 _PALETTE = torch.tensor([[255.0, 255.0, 255.0]] + [list(c) for c in COLOURS.values()]) / 255.0  # 0 = plain
@@ -136,7 +136,8 @@ def accuracy(model: EvalClassifier, images: torch.Tensor, labels: torch.Tensor) 
 
 
 def train_fashion(args: argparse.Namespace) -> EvalClassifier:
-    from ..data import FASHION_CLASSES, build_dataset
+    from ..core.vocabulary import FASHION_CLASSES
+    from ..data import build_dataset
 
     grey, labels = fashion_grey("train", args.limit)
     model = EvalClassifier(ClassifierConfig("fashion", list(FASHION_CLASSES)))
