@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 # raw report folder (under the run folder) -> committed report name; missing folders are skipped
+PSNR_TARGET_DB = 28.0  # the tokenizer target of issue 5
 QUALITY = {"fid-heldout": "P=4 (default)", "fid-heldout-p1": "P=1", "fid-heldout-p16": "P=16"}
 
 
@@ -59,7 +61,22 @@ def tokenizer_report(name: str, raw: dict[str, Any]) -> dict[str, Any]:
     ]
     metrics = {k: v for k, v in r.items() if k not in ("bit_on_fraction", "groups")}
     cols = ["metric", "mean", "95% CI of the mean", "std over images", "n"]
-    return _report(name, raw, metrics, {"summary": {"columns": cols, "rows": rows}})
+    ci = r.get("psnr_db_ci95")
+    target = [
+        f"PSNR >= {PSNR_TARGET_DB:g} dB (issue 5)",
+        f"{r['psnr_db']:.2f}",
+        _ci(ci, 2),
+        "met" if r["psnr_db"] >= PSNR_TARGET_DB else "missed",
+        ("yes" if ci["low"] <= PSNR_TARGET_DB <= ci["high"] else "no") if ci else "-",
+    ]
+    tables = {
+        "summary": {"columns": cols, "rows": rows},
+        "target": {
+            "columns": ["target", "measured", "95% CI", "status", "CI includes the target"],
+            "rows": [target],
+        },
+    }
+    return _report(name, raw, metrics, tables)
 
 
 def quality_report(run: Path) -> dict[str, Any] | None:
@@ -230,12 +247,33 @@ def int8_report(run: Path) -> dict[str, Any] | None:
             "intervals_overlap": _overlap(f32["fid_ci95"], f8["fid_ci95"]),
         }
         extra["fid_commands"] = {"fp32": fp["recipe"]["command"], "int8": q["recipe"]["command"]}
+        inc = (f8["fid"] - f32["fid"]) / f32["fid"]
+        fid_row = [
+            "FID_cls increase <= 10% (held-out captions)",
+            f"{inc:+.1%} ({f32['fid']:.2f} -> {f8['fid']:.2f}; "
+            f"intervals overlap: {metrics['fid_cls']['intervals_overlap']})",
+            "met" if inc <= 0.10 else "missed",
+        ]
         base = q
     else:
         base = {"recipe": {"command": extra["quantize_report_command"]}}
+    rows = [
+        _target_row(k, v)
+        for k, v in quant.get("targets", {}).items()
+        if "adherence" not in k and "FID" not in k  # those two come from 64 samples: not reported
+    ]
+    if fp and q:
+        rows.append(fid_row)
+    tables["targets"] = {"columns": ["target", "measured", "status"], "rows": rows}
     rep = _report("quantization", base, metrics, tables, **extra)
     rep["recipe"]["model"] = quant["model"]
     return rep
+
+
+def _target_row(target: str, verdict: str) -> list[str]:
+    """A `quantize --report` verdict ("met (28.7%)", "MISSED (1.40x)") -> [target, measured, status]."""
+    m = re.fullmatch(r"(\w+) \((.*)\)", verdict)
+    return [target, m.group(2), m.group(1).lower()] if m else [target, "-", verdict]
 
 
 def speed_report(run: Path) -> dict[str, Any] | None:

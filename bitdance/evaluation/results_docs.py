@@ -187,8 +187,11 @@ def build_docs(root: str | Path = ".", results: str | Path | None = None) -> tup
     return changed, errors
 
 
-# A quoted measurement: a decimal number, or a number with a percent / times sign (28.7%, 1.40x, 36x).
-MEASURED_RE = re.compile(r"(?<![\w.])\d+\.\d+(?![\w.])|(?<![\w.])\d+(?:\.\d+)?\s?(?:%|×|x\b)")
+# A quoted measurement: a decimal number, or a number with a percent / times sign (28.7%, 1.40x, 36×);
+# 32×32 is a size, not a ratio.
+MEASURED_RE = re.compile(
+    r"(?<![\w.])\d+\.\d+(?:[eE][-+]?\d+)?(?![\w.])|(?<![\w.])\d+(?:\.\d+)?\s?(?:%|×(?!\d)|x\b)"
+)
 THRESHOLD_RE = re.compile(r"(?:≤|≥|<=|>=|<|>|±)\s*$")  # "≤ 30%": a target or threshold, not a measurement
 _STRIP = (
     re.compile(r"^```.*?^```", re.DOTALL | re.MULTILINE),  # fenced code
