@@ -28,6 +28,11 @@ from typing import Any
 RESULTS_DIR = Path("docs") / "results"
 BLOCK_RE = re.compile(r"<!-- results:([\w.-]+)/([\w.-]+) -->\n(.*?)<!-- /results -->", re.DOTALL)
 INLINE_RE = re.compile(r"<!-- r:([\w.-]+):([\w.\[\]-]+)(?:\|([^ ]+))? -->(.*?)<!-- /r -->", re.DOTALL)
+SPAN_RE = re.compile(  # either kind, in one pass (line numbers refer to the file as read)
+    r"<!-- results:(?P<bname>[\w.-]+)/(?P<table>[\w.-]+) -->\n(?P<body>.*?)<!-- /results -->"
+    r"|<!-- r:(?P<iname>[\w.-]+):(?P<path>[\w.\[\]-]+)(?:\|(?P<spec>[^ ]+))? -->(?P<value>.*?)<!-- /r -->",
+    re.DOTALL,
+)
 
 
 class ReportError(ValueError):
@@ -118,29 +123,26 @@ def _walk(text: str, reports: dict[str, dict[str, Any]], note: Callable[[int, st
     """Replace every marked span with its report value; ``note(line, marker, old, new_or_error)`` is called
     for each span whose text differs (new text) or cannot be generated ("error: ...", text kept)."""
 
-    def block(m: re.Match[str]) -> str:
+    def one(m: re.Match[str]) -> str:
+        block = m.group("bname") is not None
+        if block:
+            marker, old = f"results:{m.group('bname')}/{m.group('table')}", m.group("body")
+        else:
+            spec, old = m.group("spec"), m.group("value")
+            marker = f"r:{m.group('iname')}:{m.group('path')}" + (f"|{spec}" if spec else "")
         try:
-            new = _table(reports, m.group(1), m.group(2))
-        except ReportError as e:
-            note(_line(text, m.start()), f"results:{m.group(1)}/{m.group(2)}", m.group(3), f"error: {e}")
-            return m.group(0)
-        if new != m.group(3):
-            note(_line(text, m.start()), f"results:{m.group(1)}/{m.group(2)}", m.group(3), new)
-        return f"<!-- results:{m.group(1)}/{m.group(2)} -->\n{new}<!-- /results -->"
-
-    def inline(m: re.Match[str]) -> str:
-        name, path, spec, old = m.groups()
-        marker = f"r:{name}:{path}" + (f"|{spec}" if spec else "")
-        try:
-            new = _inline(reports, name, path, spec)
+            if block:
+                new = _table(reports, m.group("bname"), m.group("table"))
+            else:
+                new = _inline(reports, m.group("iname"), m.group("path"), m.group("spec"))
         except ReportError as e:
             note(_line(text, m.start()), marker, old, f"error: {e}")
             return m.group(0)
         if new != old:
             note(_line(text, m.start()), marker, old, new)
-        return f"<!-- {marker} -->{new}<!-- /r -->"
+        return f"<!-- {marker} -->\n{new}<!-- /results -->" if block else f"<!-- {marker} -->{new}<!-- /r -->"
 
-    return INLINE_RE.sub(inline, BLOCK_RE.sub(block, text))
+    return SPAN_RE.sub(one, text)
 
 
 def check_docs(root: str | Path = ".", results: str | Path | None = None) -> list[str]:
