@@ -239,3 +239,14 @@ def test_heldout_split_is_refused_for_other_datasets() -> None:
 
     with pytest.raises(ValueError, match="defined for fashion_mnist only"):
         load_real_set("shapes", "test-heldout", 32, 4)
+
+
+def test_heldout_items_are_the_test_items_they_name() -> None:
+    from bitdance.data import build_dataset
+    from bitdance.evaluation.features import load_real_set
+
+    real = load_real_set("fashion_mnist", "test-heldout", 32, 2, {"tint": True})
+    test = build_dataset("fashion_mnist", "test", 32, tint=True)
+    assert real.key["split"] == "test-heldout" and real.key["items"] == "test items 5000..5001 (test-heldout)"
+    assert real.captions == [test[5000]["caption"], test[5001]["caption"]]
+    assert torch.equal(real.images[0], test[5000]["image"])
