@@ -250,3 +250,55 @@ def test_heldout_items_are_the_test_items_they_name() -> None:
     assert real.key["split"] == "test-heldout" and real.key["items"] == "test items 5000..5001 (test-heldout)"
     assert real.captions == [test[5000]["caption"], test[5001]["caption"]]
     assert torch.equal(real.images[0], test[5000]["image"])
+
+
+# ----------------------------------------------------------------------------- collect
+
+
+def _raw(folder: Path, results: dict, recipe: dict) -> None:
+    folder.mkdir(parents=True)
+    (folder / "report.json").write_text(json.dumps({"kind": "x", "results": results, "recipe": recipe}))
+
+
+def test_collect_reads_every_number_from_the_raw_reports(tmp_path: Path) -> None:
+    from bitdance.evaluation.results_collect import collect
+
+    run = tmp_path / "eval"
+    rec = {
+        "command": "bitdance eval tokenizer ...",
+        "data": {"split": "test-heldout", "n": 3},
+        "machine": {"cpu": "x"},
+        "utc": "2026-01-01T00:00:00Z",
+    }
+    tok = {
+        "psnr_db": 27.94158,
+        "psnr_db_std": 3.5,
+        "psnr_db_ci95": {"low": 27.79, "high": 28.104},
+        "ssim": 0.92792,
+        "ssim_std": 0.05,
+        "ssim_ci95": {"low": 0.9257, "high": 0.93015},
+        "images": 3,
+    }
+    _raw(run / "tokenizer-heldout", tok, rec)
+    ci = {"low": 2.1, "high": 2.9}
+    for what, p in (("fid-heldout", 4), ("fid-heldout-p16", 16)):
+        fid = {
+            "features": {"cls": {"fid": 2.5 + p / 100, "kid": 0.01, "fid_ci95": ci}},
+            "n_fake": 3,
+            "classifier": {"is_fake": 8.0, "class_accuracy_fake": 0.9},
+        }
+        _raw(run / what, fid, {**rec, "command": f"fid P={p}", "sampling": {"parallel_num": p}})
+    written = {p.name for p in collect(run, tmp_path / "results")}
+    assert written == {"tokenizer_heldout.json", "quality_heldout.json", "quality_per_p.json"}
+    reports = rd.load_reports(tmp_path / "results")
+    t = reports["tokenizer_heldout"]
+    assert t["tables"]["summary"]["rows"][0] == ["PSNR (dB)", "27.94", "[27.79, 28.10]", "3.50", 3]
+    assert t["tables"]["target"]["rows"][0][3:] == ["missed", "yes"]
+    assert t["machine"] == {"cpu": "x"} and t["created"] == "2026-01-01T00:00:00Z"
+    per_p = reports["quality_per_p"]["tables"]["per_p"]["rows"]
+    assert [r[:4] for r in per_p] == [
+        ["P=4", "2.54", "[2.10, 2.90]", "-"],
+        ["P=16", "2.66", "[2.10, 2.90]", "yes"],
+    ]
+    with pytest.raises(FileNotFoundError):
+        collect(tmp_path / "nothing", tmp_path / "results")

@@ -98,24 +98,12 @@ def quality_report(run: Path) -> dict[str, Any] | None:
             rows.append([label, f"{f[kind]['kid']:.4f}", "-", fl_v, n])
     c, fc = r.get("classifier", {}), fl.get("classifier", {})
     if "is_fake" in c:
-        rows.append(
-            [
-                "IS-style score (max 10)",
-                f"{c['is_fake']:.2f}",
-                "-",
-                f"{fc.get('is_fake', float('nan')):.2f}",
-                n,
-            ]
-        )
-        rows.append(
-            [
-                "classifier accuracy vs the caption's class (fraction)",
-                f"{c['class_accuracy_fake']:.3f}",
-                "-",
-                f"{fc.get('class_accuracy_fake', float('nan')):.3f}",
-                n,
-            ]
-        )
+        floor_is = f"{fc['is_fake']:.2f}" if "is_fake" in fc else "-"
+        rows.append(["IS-style score (max 10)", f"{c['is_fake']:.2f}", "-", floor_is, n])
+    if "class_accuracy_fake" in c:
+        floor_acc = f"{fc['class_accuracy_fake']:.3f}" if "class_accuracy_fake" in fc else "-"
+        label = "classifier accuracy vs the caption's class (fraction)"
+        rows.append([label, f"{c['class_accuracy_fake']:.3f}", "-", floor_acc, n])
     cols = ["metric", "generated", "95% CI (bootstrap over items)", "floor: train vs held-out items", "n"]
     metrics = {"generated": r, "floor": fl, "generated_key": raw["recipe"]["data"]}
     extra = {"floor_command": (floor or {}).get("recipe", {}).get("command")}
