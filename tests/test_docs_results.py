@@ -302,3 +302,14 @@ def test_collect_reads_every_number_from_the_raw_reports(tmp_path: Path) -> None
     ]
     with pytest.raises(FileNotFoundError):
         collect(tmp_path / "nothing", tmp_path / "results")
+
+
+def test_markers_in_code_are_examples_not_spans(tmp_path: Path) -> None:
+    doc = (
+        DOC
+        + "\n```markdown\n<!-- results:demo/t -->\n| x |\n<!-- /results -->\n```\n"
+        + "`<!-- r:demo:metrics.fid -->...<!-- /r -->`\n"
+    )
+    root = _repo(tmp_path, doc)
+    assert rd.check_docs(root) == []
+    assert rd.build_docs(root) == ([], [])

@@ -28,10 +28,11 @@ from typing import Any
 RESULTS_DIR = Path("docs") / "results"
 BLOCK_RE = re.compile(r"<!-- results:([\w.-]+)/([\w.-]+) -->\n(.*?)<!-- /results -->", re.DOTALL)
 INLINE_RE = re.compile(r"<!-- r:([\w.-]+):([\w.\[\]-]+)(?:\|([^ ]+))? -->(.*?)<!-- /r -->", re.DOTALL)
-SPAN_RE = re.compile(  # either kind, in one pass (line numbers refer to the file as read)
-    r"<!-- results:(?P<bname>[\w.-]+)/(?P<table>[\w.-]+) -->\n(?P<body>.*?)<!-- /results -->"
+SPAN_RE = re.compile(  # either kind, in one pass (line numbers refer to the file as read); code is skipped
+    r"(?P<code>^```.*?^```|`[^`\n]*`)"
+    r"|<!-- results:(?P<bname>[\w.-]+)/(?P<table>[\w.-]+) -->\n(?P<body>.*?)<!-- /results -->"
     r"|<!-- r:(?P<iname>[\w.-]+):(?P<path>[\w.\[\]-]+)(?:\|(?P<spec>[^ ]+))? -->(?P<value>.*?)<!-- /r -->",
-    re.DOTALL,
+    re.DOTALL | re.MULTILINE,
 )
 
 
@@ -124,6 +125,8 @@ def _walk(text: str, reports: dict[str, dict[str, Any]], note: Callable[[int, st
     for each span whose text differs (new text) or cannot be generated ("error: ...", text kept)."""
 
     def one(m: re.Match[str]) -> str:
+        if m.group("code") is not None:  # examples in code are left as written
+            return m.group(0)
         block = m.group("bname") is not None
         if block:
             marker, old = f"results:{m.group('bname')}/{m.group('table')}", m.group("body")
