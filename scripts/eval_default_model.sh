@@ -40,11 +40,11 @@ for p in 16 1; do
   run "fid-heldout-p$p" eval fid --model "$MODEL" $H --n 1000 --features cls --parallel $p --threads 1 \
     --out "$EVAL/fid-heldout-p$p"
 done
-run quant quantize --report --model "$MODEL" --scheme int8-dynamic --samples 64 --threads 1 --json "$EVAL/quant.json"
 run int8-model quantize --model "$MODEL" --scheme int8-dynamic -o "$EVAL/int8-model" --force
 run fid-heldout-int8 eval fid --model "$EVAL/int8-model" $H --n 1000 --features cls --threads 1 \
   --out "$EVAL/fid-heldout-int8"
 run bench bench --model "$MODEL" --threads 1 --out "$EVAL/bench"
+run quant quantize --report --model "$MODEL" --scheme int8-dynamic --samples 64 --threads 1 --json "$EVAL/quant.json"
 run fid-floor eval fid --compare-split train $H --n 1000 --features cls,effnet --threads 1 --out "$EVAL/fid-floor"
 if [ -f "$BASELINE/baseline.json" ]; then
   run versus bench --vs-diffusion --model "$MODEL" --baseline "$BASELINE" $H --n "$VS_N" --threads 1 \
