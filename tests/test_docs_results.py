@@ -313,3 +313,57 @@ def test_markers_in_code_are_examples_not_spans(tmp_path: Path) -> None:
     root = _repo(tmp_path, doc)
     assert rd.check_docs(root) == []
     assert rd.build_docs(root) == ([], [])
+
+
+def test_collect_int8_report(tmp_path: Path) -> None:
+    from bitdance.evaluation.results_collect import collect
+
+    run = tmp_path / "eval"
+    rec = {
+        "command": "fid",
+        "data": {"split": "test-heldout", "n": 3},
+        "machine": {},
+        "utc": "t",
+        "sampling": {"parallel_num": 4},
+    }
+    for what, v, lo in (("fid-heldout", 2.5, 2.2), ("fid-heldout-int8", 3.5, 3.1)):
+        res = {
+            "features": {"cls": {"fid": v, "kid": 0.0, "fid_ci95": {"low": lo, "high": lo + 0.5}}},
+            "n_fake": 3,
+        }
+        _raw(run / what, res, rec)
+    mib = 2**20
+    quant = {
+        "model": "m",
+        "options": {"model": "m", "scheme": "int8-dynamic", "samples": 64},
+        "sizes": {
+            "generator": {"fp32_bytes": 40 * mib, "int8_bytes": 11 * mib, "ratio": 0.275},
+            "total": {"fp32_bytes": 50 * mib, "int8_bytes": 14 * mib, "ratio": 0.28},
+        },
+        "rss": {"status": "skipped (--no-rss)"},
+        "speed": {"batch_1": {"fp32_images_per_s": 4.0, "int8_images_per_s": 5.6, "speedup": 1.4}},
+        "agreement": {"bits_equal": 0.973, "samples": 64},
+        "decoder_int8": {"psnr_change_db": 0.01},
+        "encoder_int8": {"bits_equal": 0.9997},
+        "targets": {
+            "pipeline weights <= 30% of fp32": "met (28.0%)",
+            ">= 1.5x images/s at batch 1": "MISSED (1.40x)",
+            "adherence drop <= 2 points": "met (0.00)",
+        },
+    }
+    (run / "quant.json").write_text(json.dumps(quant))
+    collect(run, tmp_path / "results")
+    rep = rd.load_reports(tmp_path / "results")["quantization"]
+    t = rep["tables"]
+    assert t["size"]["rows"][1] == ["total", "50.00", "14.00", "28.0%"]
+    assert t["speed"]["rows"] == [["1", "4.00", "5.60", "1.40x"]] and "rss" not in t
+    assert t["targets"]["rows"] == [
+        ["pipeline weights <= 30% of fp32", "28.0%", "met"],
+        [">= 1.5x images/s at batch 1", "1.40x", "missed"],
+        [
+            "FID_cls increase <= 10% (held-out captions)",
+            "+40.0% (2.50 -> 3.50; intervals overlap: no)",
+            "missed",
+        ],
+    ]
+    assert rep["metrics"]["display"]["encoder_bits_equal"] == "99.97%"

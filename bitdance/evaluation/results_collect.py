@@ -147,11 +147,8 @@ def per_p_report(run: Path) -> dict[str, Any] | None:
     )
 
 
-def int8_report(run: Path) -> dict[str, Any] | None:
-    """Int8 (`bitdance quantize` default) vs fp32: FID_cls on the held-out split, and the int8 report."""
-    fp, q, quant = _raw(run, "fid-heldout"), _raw(run, "fid-heldout-int8"), _raw(run, "quant.json")
-    if quant is None:
-        return None
+def _quant_tables(quant: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[list[str]]]:
+    """Tables, metrics and target rows of a `bitdance quantize --report --json` file."""
     mib = 1 / 2**20
     tables: dict[str, Any] = {
         "size": {
@@ -183,11 +180,8 @@ def int8_report(run: Path) -> dict[str, Any] | None:
                 for k in ("peak_load_mib", "rss_after_load_mib", "peak_generate_mib")
             ],
         }
-    metrics: dict[str, Any] = {
-        k: quant[k]
-        for k in ("sizes", "rss", "speed", "agreement", "decoder_int8", "encoder_int8")
-        if k in quant
-    }
+    keys = ("sizes", "rss", "speed", "agreement", "decoder_int8", "encoder_int8")
+    metrics: dict[str, Any] = {k: quant[k] for k in keys if k in quant}
     a, dq, eq = quant["agreement"], quant["decoder_int8"], quant.get("encoder_int8") or {}
     metrics["display"] = {
         "bits_equal": f"{a['bits_equal']:.1%}",
@@ -197,64 +191,74 @@ def int8_report(run: Path) -> dict[str, Any] | None:
         "pipeline_ratio": f"{quant['sizes']['total']['ratio']:.1%}" if "total" in quant["sizes"] else "-",
         "generator_ratio": f"{quant['sizes']['generator']['ratio']:.1%}",
     }
-    extra: dict[str, Any] = {
-        "quantize_report_command": "bitdance quantize --report "
-        + " ".join(
-            f"--{k.replace('_', '-')} {v}"
-            for k, v in quant["options"].items()
-            if k in ("model", "scheme", "samples")
-        )
-    }
-    if fp and q:
-        f32, f8 = fp["results"]["features"]["cls"], q["results"]["features"]["cls"]
-        n = q["results"]["n_fake"]
-        tables["fid_cls"] = {
-            "columns": ["weights", "FID_cls", "95% CI", "classifier accuracy (fraction)", "n"],
-            "rows": [
-                [
-                    "fp32",
-                    f"{f32['fid']:.2f}",
-                    _ci(f32["fid_ci95"], 2),
-                    f"{fp['results']['classifier']['class_accuracy_fake']:.3f}",
-                    fp["results"]["n_fake"],
-                ],
-                [
-                    "int8 (bitdance quantize default)",
-                    f"{f8['fid']:.2f}",
-                    _ci(f8["fid_ci95"], 2),
-                    f"{q['results']['classifier']['class_accuracy_fake']:.3f}",
-                    n,
-                ],
-            ],
-        }
-        metrics["fid_cls"] = {
-            "fp32": f32["fid"],
-            "int8": f8["fid"],
-            "fp32_ci95": f32["fid_ci95"],
-            "int8_ci95": f8["fid_ci95"],
-            "intervals_overlap": _overlap(f32["fid_ci95"], f8["fid_ci95"]),
-        }
-        extra["fid_commands"] = {"fp32": fp["recipe"]["command"], "int8": q["recipe"]["command"]}
-        inc = (f8["fid"] - f32["fid"]) / f32["fid"]
-        fid_row = [
-            "FID_cls increase <= 10% (held-out captions)",
-            f"{inc:+.1%} ({f32['fid']:.2f} -> {f8['fid']:.2f}; "
-            f"intervals overlap: {metrics['fid_cls']['intervals_overlap']})",
-            "met" if inc <= 0.10 else "missed",
-        ]
-        base = q
-    else:
-        base = {"recipe": {"command": extra["quantize_report_command"]}}
     rows = [
         _target_row(k, v)
         for k, v in quant.get("targets", {}).items()
         if "adherence" not in k and "FID" not in k  # those two come from 64 samples: not reported
     ]
+    return tables, metrics, rows
+
+
+def _int8_fid(fp: dict[str, Any], q: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[str]]:
+    """FID_cls of fp32 and int8 on the same held-out items and seeds: table, metrics and target row."""
+    f32, f8 = fp["results"]["features"]["cls"], q["results"]["features"]["cls"]
+    acc = [x["results"].get("classifier", {}).get("class_accuracy_fake") for x in (fp, q)]
+    table = {
+        "columns": ["weights", "FID_cls", "95% CI", "classifier accuracy (fraction)", "n"],
+        "rows": [
+            [
+                label,
+                f"{f['fid']:.2f}",
+                _ci(f["fid_ci95"], 2),
+                "-" if c is None else f"{c:.3f}",
+                x["results"]["n_fake"],
+            ]
+            for label, f, c, x in (
+                ("fp32", f32, acc[0], fp),
+                ("int8 (bitdance quantize default)", f8, acc[1], q),
+            )
+        ],
+    }
+    over = _overlap(f32["fid_ci95"], f8["fid_ci95"])
+    metrics = {
+        "fp32": f32["fid"],
+        "int8": f8["fid"],
+        "fp32_ci95": f32["fid_ci95"],
+        "int8_ci95": f8["fid_ci95"],
+        "intervals_overlap": over,
+        "commands": {"fp32": fp["recipe"]["command"], "int8": q["recipe"]["command"]},
+    }
+    inc = (f8["fid"] - f32["fid"]) / f32["fid"]
+    row = [
+        "FID_cls increase <= 10% (held-out captions)",
+        f"{inc:+.1%} ({f32['fid']:.2f} -> {f8['fid']:.2f}; intervals overlap: {over})",
+        "met" if inc <= 0.10 else "missed",
+    ]
+    return table, metrics, row
+
+
+def int8_report(run: Path) -> dict[str, Any] | None:
+    """Int8 (`bitdance quantize` default) vs fp32: the int8 report, and FID_cls on the held-out split."""
+    fp, q, quant = _raw(run, "fid-heldout"), _raw(run, "fid-heldout-int8"), _raw(run, "quant.json")
+    if quant is None and not (fp and q):
+        return None
+    tables, metrics, rows = _quant_tables(quant) if quant else ({}, {}, [])
+    extra: dict[str, Any] = {}
+    if quant:
+        opts = quant["options"]
+        extra["quantize_report_command"] = (
+            f"bitdance quantize --report --model {opts['model']} --scheme {opts['scheme']} "
+            f"--samples {opts['samples']}"
+        )
     if fp and q:
-        rows.append(fid_row)
-    tables["targets"] = {"columns": ["target", "measured", "status"], "rows": rows}
+        tables["fid_cls"], metrics["fid_cls"], row = _int8_fid(fp, q)
+        rows.append(row)
+    if rows:
+        tables["targets"] = {"columns": ["target", "measured", "status"], "rows": rows}
+    base = q if (fp and q) else {"recipe": {"command": extra["quantize_report_command"]}}
     rep = _report("quantization", base, metrics, tables, **extra)
-    rep["recipe"]["model"] = quant["model"]
+    if quant:
+        rep["recipe"]["model"] = quant["model"]
     return rep
 
 
