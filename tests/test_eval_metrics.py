@@ -176,9 +176,10 @@ def test_fid_bootstrap_interval_is_deterministic_and_brackets_the_spread():
     real = torch.randn(400, 8, generator=g, dtype=torch.float64)
     fake = torch.randn(400, 8, generator=g, dtype=torch.float64) + 0.5  # FID ~ 8 * 0.25 = 2
     # the fast Frechet distance of the bootstrap agrees with torchmetrics on the full sample
-    assert metrics._frechet(*metrics._gaussian(real), *metrics._gaussian(fake)) == pytest.approx(
-        metrics.fid(real, fake), rel=1e-6
-    )
+    assert metrics._frechet(real, fake) == pytest.approx(metrics.fid(real, fake), rel=1e-6)
+    wide_r = torch.randn(30, 64, generator=g, dtype=torch.float64)  # N < D: the N x N path
+    wide_f = torch.randn(30, 64, generator=g, dtype=torch.float64) * 1.2
+    assert metrics._frechet(wide_r, wide_f) == pytest.approx(metrics.fid(wide_r, wide_f), rel=1e-5)
     a = metrics.fid_bootstrap(real, fake, reps=50, seed=3)
     assert a == metrics.fid_bootstrap(real, fake, reps=50, seed=3)
     assert 0 < a["low"] < a["high"] and a["low"] < 2.0 * 1.5 and a["high"] > 2.0 / 1.5

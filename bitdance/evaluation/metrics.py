@@ -49,17 +49,24 @@ def fid(real_ND: torch.Tensor, fake_ND: torch.Tensor) -> float:
     return max(float(metric.compute()), 0.0)  # tiny negative values are round-off of a zero distance
 
 
-def _frechet(mu1: torch.Tensor, s1: torch.Tensor, mu2: torch.Tensor, s2: torch.Tensor) -> float:
-    """Frechet distance of two Gaussians (float64): |mu1 - mu2|^2 + tr(s1 + s2 - 2 (s1^1/2 s2 s1^1/2)^1/2)."""
-    w, v = torch.linalg.eigh(s1)
-    root1 = (v * w.clamp(min=0).sqrt()) @ v.T
-    cross = torch.linalg.eigvalsh(root1 @ s2 @ root1).clamp(min=0).sqrt().sum()
-    return max(float((mu1 - mu2).square().sum() + s1.trace() + s2.trace() - 2 * cross), 0.0)
-
-
-def _gaussian(x_ND: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    x = x_ND.double()
-    return x.mean(0), torch.cov(x.T)
+def _frechet(real_ND: torch.Tensor, fake_ND: torch.Tensor) -> float:
+    """Frechet distance of Gaussians fitted to two equal-size (N, D) sets, float64:
+    |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2). With A, B the centred sets, S1 S2 has the
+    non-zero eigenvalues of (A B^T)(A B^T)^T / (N-1)^2, so the last trace is the nuclear norm of
+    A B^T / (N-1): an N x N problem when N < D, else two D x D symmetric eigen-decompositions."""
+    x, y = real_ND.double(), fake_ND.double()
+    n, d = x.shape
+    a, b = x - x.mean(0), y - y.mean(0)
+    mean_term = (x.mean(0) - y.mean(0)).square().sum()
+    traces = (a.square().sum() + b.square().sum()) / (n - 1)
+    if n < d:
+        cross = torch.linalg.svdvals(a @ b.T).sum() / (n - 1)
+    else:
+        s1, s2 = a.T @ a / (n - 1), b.T @ b / (n - 1)
+        w, v = torch.linalg.eigh(s1)
+        root1 = (v * w.clamp(min=0).sqrt()) @ v.T
+        cross = torch.linalg.eigvalsh(root1 @ s2 @ root1).clamp(min=0).sqrt().sum()
+    return max(float(mean_term + traces - 2 * cross), 0.0)
 
 
 def fid_bootstrap(
@@ -79,7 +86,7 @@ def fid_bootstrap(
     vals = []
     for _ in range(reps):
         idx = torch.randint(len(real_ND), (len(real_ND),), generator=gen)
-        vals.append(_frechet(*_gaussian(real_ND[idx]), *_gaussian(fake_ND[idx])))
+        vals.append(_frechet(real_ND[idx], fake_ND[idx]))
     t = torch.tensor(vals, dtype=torch.float64)
     lo, hi = torch.quantile(t, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
     return {
