@@ -72,7 +72,7 @@ def test_reference_docs_embed_reports() -> None:
 
 def test_reports_follow_the_shared_format() -> None:
     reports = rd.load_reports(ROOT / rd.RESULTS_DIR)
-    assert {"tokenizer_heldout", "quality_heldout", "quality_per_p", "speed", "quantization"} <= set(reports)
+    assert {"tokenizer_heldout", "quality_heldout", "quality_per_p"} <= set(reports)
     for name, rep in reports.items():
         assert rep["name"] == name
         assert isinstance(rep["recipe"], dict) and (
