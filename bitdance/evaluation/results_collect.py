@@ -19,6 +19,12 @@ PSNR_TARGET_DB = 28.0  # the tokenizer target of issue 5
 QUALITY = {"fid-heldout": "P=4 (default)", "fid-heldout-p1": "P=1", "fid-heldout-p16": "P=16"}
 
 
+def _default_p(run: Path) -> dict[str, Any] | None:
+    """The default-P quality run: `fid-heldout` (cls + effnet), else `fid-heldout-cls` (the same command with
+    `--features cls` only, for a session without the time for the EfficientNet interval)."""
+    return _raw(run, "fid-heldout") or _raw(run, "fid-heldout-cls")
+
+
 def _raw(run: Path, what: str) -> dict[str, Any] | None:
     path = run / what / "report.json"
     if what.endswith(".json"):
@@ -81,7 +87,7 @@ def tokenizer_report(name: str, raw: dict[str, Any]) -> dict[str, Any]:
 
 def quality_report(run: Path) -> dict[str, Any] | None:
     """FID / KID / IS on the held-out split at the default P, with the data-vs-data floor."""
-    raw, floor = _raw(run, "fid-heldout"), _raw(run, "fid-floor")
+    raw, floor = _default_p(run), _raw(run, "fid-floor")
     if raw is None:
         return None
     r, fl = raw["results"], (floor or {}).get("results", {})
@@ -113,6 +119,7 @@ def quality_report(run: Path) -> dict[str, Any] | None:
 def per_p_report(run: Path) -> dict[str, Any] | None:
     """FID_cls on the held-out split for every P the model supports (same items, seeds and classifier)."""
     raws = {label: _raw(run, what) for what, label in QUALITY.items()}
+    raws["P=4 (default)"] = _default_p(run)
     raws = {k: v for k, v in raws.items() if v is not None}
     if not raws:
         return None
@@ -239,7 +246,7 @@ def _int8_fid(fp: dict[str, Any], q: dict[str, Any]) -> tuple[dict[str, Any], di
 
 def int8_report(run: Path) -> dict[str, Any] | None:
     """Int8 (`bitdance quantize` default) vs fp32: the int8 report, and FID_cls on the held-out split."""
-    fp, q, quant = _raw(run, "fid-heldout"), _raw(run, "fid-heldout-int8"), _raw(run, "quant.json")
+    fp, q, quant = _default_p(run), _raw(run, "fid-heldout-int8"), _raw(run, "quant.json")
     if quant is None and not (fp and q):
         return None
     tables, metrics, rows = _quant_tables(quant) if quant else ({}, {}, [])
