@@ -18,6 +18,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "finetune": ("bitdance.training.cli", "fine-tune a model (full or LoRA) on your images"),
     "eval": ("bitdance.evaluation.cli", "evaluate tokenizer / generator quality and adherence"),
     "bench": ("bitdance.evaluation.cli", "speed benchmarks (and --vs-diffusion)"),
+    "docs": ("bitdance.evaluation.results_docs", "build / check the docs' numbers from docs/results/*.json"),
     "quantize": ("bitdance.commands.quantize", "int8 quantization and its report"),
     "export": ("bitdance.export.cli", "ONNX export"),
     "convert": ("bitdance.convert.cli", "convert official BitDance checkpoints"),

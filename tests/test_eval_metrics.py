@@ -169,3 +169,32 @@ def test_inception_forward_shape(tmp_path):
 
     with torch.no_grad():
         assert FIDInceptionV3().eval().features(torch.zeros(1, 3, 32, 32)).shape == (1, 2048)
+
+
+def test_fid_bootstrap_interval_is_deterministic_and_brackets_the_spread():
+    g = torch.Generator().manual_seed(0)
+    real = torch.randn(400, 8, generator=g, dtype=torch.float64)
+    fake = torch.randn(400, 8, generator=g, dtype=torch.float64) + 0.5  # FID ~ 8 * 0.25 = 2
+    # the fast Frechet distance of the bootstrap agrees with torchmetrics on the full sample
+    assert metrics._frechet(real, fake) == pytest.approx(metrics.fid(real, fake), rel=1e-6)
+    wide_r = torch.randn(30, 64, generator=g, dtype=torch.float64)  # N < D: the N x N path
+    wide_f = torch.randn(30, 64, generator=g, dtype=torch.float64) * 1.2
+    assert metrics._frechet(wide_r, wide_f) == pytest.approx(metrics.fid(wide_r, wide_f), rel=1e-5)
+    a = metrics.fid_bootstrap(real, fake, reps=50, seed=3)
+    assert a == metrics.fid_bootstrap(real, fake, reps=50, seed=3)
+    assert 0 < a["low"] < a["high"] and a["low"] < 2.0 * 1.5 and a["high"] > 2.0 / 1.5
+    # a far-apart pair gets an interval far above a close pair's
+    far = metrics.fid_bootstrap(real, fake + 3, reps=50)
+    assert far["low"] > a["high"]
+    with pytest.raises(ValueError, match="equal set sizes"):
+        metrics.fid_bootstrap(real, fake[:-1])
+
+
+def test_mean_bootstrap_interval_contains_the_mean_and_shrinks_with_n():
+    g = torch.Generator().manual_seed(1)
+    small, big = torch.randn(50, generator=g) + 28, torch.randn(5000, generator=g) + 28
+    s, b = metrics.mean_bootstrap(small), metrics.mean_bootstrap(big)
+    assert s["low"] < float(small.mean()) < s["high"] and b["low"] < float(big.mean()) < b["high"]
+    assert b["high"] - b["low"] < (s["high"] - s["low"]) / 3
+    with pytest.raises(ValueError):
+        metrics.mean_bootstrap(torch.ones(1))

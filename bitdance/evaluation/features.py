@@ -102,7 +102,7 @@ def parse_feature_list(text: str) -> list[str]:
 
 @dataclass
 class RealSet:
-    """The first ``n`` items of a dataset split: images (N, 3, S, S) in [-1, 1] plus their conditions."""
+    """Reference items of a dataset split: images (N, 3, S, S) in [-1, 1] plus their conditions."""
 
     images: torch.Tensor
     captions: list[str]
@@ -111,22 +111,55 @@ class RealSet:
     key: dict[str, Any]
 
 
+# Held-out evaluation splits: a named subset of a dataset split that no training run or shipping decision
+# of the shipped model looked at (docs/benchmarks.md, "Which data steered which decision"). Fashion-MNIST
+# test items 0-999 steered the decoder fine-tunes and stage choices (eval tokenizer / eval fid / vs-diffusion
+# / ground truth all read the first n items), and every tokenizer run's in-training monitor read the 26 test
+# items at multiples of 390 (64 items linspaced over its test mixture); `test-heldout` is test items
+# 5000-9999 without those multiples (4987 items), in index order.
+HELDOUT_SPLITS: dict[str, dict[str, dict[str, Any]]] = {
+    "test-heldout": {"fashion_mnist": {"split": "test", "start": 5000, "exclude_multiples_of": 390}},
+}
+
+
+def heldout_rule(name: str, dataset: str) -> dict[str, Any]:
+    """The rule of held-out split ``name`` for ``dataset`` (a one-line error where it is not defined)."""
+    rule = HELDOUT_SPLITS[name].get(dataset)
+    if rule is None:
+        have = ", ".join(sorted(HELDOUT_SPLITS[name]))
+        raise ValueError(f"split {name!r} is defined for {have} only, not {dataset!r}")
+    return rule
+
+
+def heldout_indices(name: str, dataset: str, length: int) -> list[int]:
+    """Item indices (in order) of held-out split ``name`` of a ``dataset`` split with ``length`` items."""
+    rule = heldout_rule(name, dataset)
+    return [i for i in range(rule["start"], length) if i % rule["exclude_multiples_of"]]
+
+
 def load_real_set(
     dataset: str, split: str, size: int, n: int, options: dict[str, Any] | None = None
 ) -> RealSet:
-    """Deterministic reference sample: items 0 .. n-1 of ``build_dataset(dataset, split, size, "
-    "**options)``."""
+    """Deterministic reference sample: items 0 .. n-1 of ``build_dataset(dataset, split, size, **options)``,
+    or the first n items of a held-out split (``HELDOUT_SPLITS``, e.g. ``test-heldout``)."""
     from ..data import build_dataset
 
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"sample count must be an integer >= 2, got {n!r}")
-    ds = build_dataset(dataset, split, size, **(options or {}))
+    heldout = split in HELDOUT_SPLITS
+    base = heldout_rule(split, dataset)["split"] if heldout else split
+    ds = build_dataset(dataset, base, size, **(options or {}))
     if not hasattr(ds, "__len__"):
         raise ValueError(f"dataset {dataset!r} is not indexable; use a map-style dataset for FID references")
-    if len(ds) < n:
-        raise ValueError(f"dataset {dataset!r} split {split!r} has {len(ds)} items; --n {n} is too many")
-    items = [ds[i] for i in range(n)]
+    indices = heldout_indices(split, dataset, len(ds)) if heldout else list(range(len(ds)))
+    if len(indices) < n:
+        raise ValueError(f"dataset {dataset!r} split {split!r} has {len(indices)} items; --n {n} is too many")
+    items = [ds[i] for i in indices[:n]]
     key = {"dataset": dataset, "split": split, "size": size, "n": n, "options": options or {}}
+    if heldout:
+        key["items"] = (
+            f"{HELDOUT_SPLITS[split][dataset]['split']} items {indices[0]}..{indices[n - 1]} ({split})"
+        )
     return RealSet(
         torch.stack([it["image"] for it in items]),
         [it["caption"] for it in items],

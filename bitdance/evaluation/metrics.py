@@ -49,6 +49,69 @@ def fid(real_ND: torch.Tensor, fake_ND: torch.Tensor) -> float:
     return max(float(metric.compute()), 0.0)  # tiny negative values are round-off of a zero distance
 
 
+def _frechet(real_ND: torch.Tensor, fake_ND: torch.Tensor) -> float:
+    """Frechet distance of Gaussians fitted to two equal-size (N, D) sets, float64:
+    |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2). With A, B the centred sets, S1 S2 has the
+    non-zero eigenvalues of (A B^T)(A B^T)^T / (N-1)^2, so the last trace is the nuclear norm of
+    A B^T / (N-1): an N x N problem when N < D, else two D x D symmetric eigen-decompositions."""
+    x, y = real_ND.double(), fake_ND.double()
+    n, d = x.shape
+    a, b = x - x.mean(0), y - y.mean(0)
+    mean_term = (x.mean(0) - y.mean(0)).square().sum()
+    traces = (a.square().sum() + b.square().sum()) / (n - 1)
+    if n < d:
+        cross = torch.linalg.svdvals(a @ b.T).sum() / (n - 1)
+    else:
+        s1, s2 = a.T @ a / (n - 1), b.T @ b / (n - 1)
+        w, v = torch.linalg.eigh(s1)
+        root1 = (v * w.clamp(min=0).sqrt()) @ v.T
+        cross = torch.linalg.eigvalsh(root1 @ s2 @ root1).clamp(min=0).sqrt().sum()
+    return max(float(mean_term + traces - 2 * cross), 0.0)
+
+
+def fid_bootstrap(
+    real_ND: torch.Tensor, fake_ND: torch.Tensor, reps: int = 200, seed: int = 0, level: float = 0.95
+) -> dict[str, Any]:
+    """Percentile bootstrap interval of FID over samples: ``reps`` resamples (with replacement) of the
+    item indices, the same indices for both sets (generated item i is conditioned on reference item i).
+
+    Resampling duplicates points, which shrinks the covariance rank and biases each resampled FID upwards,
+    so the interval can lie above the full-sample value; it measures spread, not a bias-corrected FID."""
+    _check_pair(real_ND, fake_ND)
+    if len(real_ND) != len(fake_ND):
+        raise ValueError(f"paired bootstrap needs equal set sizes, got {len(real_ND)} and {len(fake_ND)}")
+    if reps < 2 or not 0 < level < 1:
+        raise ValueError(f"need reps >= 2 and 0 < level < 1, got {reps} and {level}")
+    gen = torch.Generator().manual_seed(seed)
+    vals = []
+    for _ in range(reps):
+        idx = torch.randint(len(real_ND), (len(real_ND),), generator=gen)
+        vals.append(_frechet(real_ND[idx], fake_ND[idx]))
+    t = torch.tensor(vals, dtype=torch.float64)
+    lo, hi = torch.quantile(t, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return {
+        "low": float(lo),
+        "high": float(hi),
+        "level": level,
+        "reps": reps,
+        "seed": seed,
+        "resample": "items, paired",
+    }
+
+
+def mean_bootstrap(
+    values_N: torch.Tensor, reps: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict[str, Any]:
+    """Percentile bootstrap interval of the mean of per-item values (N,), resampling items."""
+    if values_N.dim() != 1 or len(values_N) < 2:
+        raise ValueError(f"expected (N >= 2,) values, got {tuple(values_N.shape)}")
+    gen = torch.Generator().manual_seed(seed)
+    idx = torch.randint(len(values_N), (reps, len(values_N)), generator=gen)
+    means = values_N.double()[idx].mean(1)
+    lo, hi = torch.quantile(means, torch.tensor([(1 - level) / 2, (1 + level) / 2], dtype=torch.float64))
+    return {"low": float(lo), "high": float(hi), "level": level, "reps": reps, "seed": seed}
+
+
 def kid(
     real_ND: torch.Tensor, fake_ND: torch.Tensor, subset_size: int = 1000, subsets: int = 100, seed: int = 0
 ) -> tuple[float, float, int]:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .metrics import bit_statistics, psnr_per_image, ssim_per_image
+from .metrics import bit_statistics, mean_bootstrap, psnr_per_image, ssim_per_image
 from .report import figure_png, fmt, image_grid_png, md_table, new_figure, recipe_markdown
 
 
@@ -46,8 +46,10 @@ def evaluate_tokenizer(
     return {
         "psnr_db": float(p.mean()),
         "psnr_db_std": float(p.std()) if len(p) > 1 else 0.0,
+        "psnr_db_ci95": mean_bootstrap(p) if len(p) > 1 else None,
         "ssim": float(s.mean()),
         "ssim_std": float(s.std()) if len(s) > 1 else 0.0,
+        "ssim_ci95": mean_bootstrap(s) if len(s) > 1 else None,
         "images": len(p),
         "image_size": [h, w],
         "seconds": seconds,
