@@ -131,3 +131,20 @@ def test_bench_sampler_speed_bad_input(extra, message, tmp_path, capsys):
     assert main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_fast_setting_is_recorded_and_replays_byte_identically(tmp_path):
+    from bitdance.pipeline import BitDancePipeline
+
+    pipe = BitDancePipeline.from_preset("tiny-text")
+    kw = sampler_settings("fast", pipe.defaults["num_sampling_steps"])
+    out = pipe("a red sneaker", seed=3, guidance_scale=2.0, **kw)
+    assert (
+        out.recipes[0]["solver"] == "em_fast"
+        and out.recipes[0]["num_sampling_steps"] == kw["num_sampling_steps"]
+    )
+    out.save(tmp_path / "a.png", 0)
+    pipe.replay(tmp_path / "a.png").save(tmp_path / "b.png", 0)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    ref = pipe("a red sneaker", seed=3, guidance_scale=2.0)
+    assert ref.recipes[0]["solver"] == "euler_maruyama"
