@@ -170,6 +170,16 @@ def build_bench_parser() -> argparse.ArgumentParser:
         "--peak-size", type=int, default=2048, help="n of the n x n fp32 matmul peak test (default 2048)"
     )
     p.add_argument("--seed", type=int, default=0)
+    s = p.add_argument_group("--sampler-speed (docs/speed.md)")
+    s.add_argument(
+        "--sampler-speed",
+        action="store_true",
+        help="named sampler settings vs reference: official B-16x shape, the model at batch 1 and 16, "
+        "README command, training samples/s",
+    )
+    s.add_argument("--settings", default="reference,fast-exact,fast", help="settings for the model")
+    s.add_argument("--official-settings", default="reference,fast-exact,fast4", help="settings at B-16x")
+    s.add_argument("--skip", default="", help="comma list of sections to skip: official, readme, training")
     v = p.add_argument_group("--vs-diffusion")
     v.add_argument("--vs-diffusion", action="store_true", help="compare with a trained diffusion baseline")
     v.add_argument("--baseline", help="baseline folder (python -m bitdance.evaluation.baseline train)")
@@ -364,6 +374,8 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     from .report import recipe
 
     pipe = _pipeline(args)
+    if args.sampler_speed:
+        return _run_sampler_speed(args, argv, pipe)
     if args.vs_diffusion:
         from .baseline import DiffusionBaseline
         from .features import load_real_set
@@ -447,6 +459,34 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     return _finish(
         args, "bench-speed", res, rec, speed_markdown(res, rec), speed_plots(res), "\n".join(lines)
     )
+
+
+def _run_sampler_speed(args: argparse.Namespace, argv: list[str], pipe: Any) -> int:
+    from .report import recipe
+    from .sampler_speed import bench_sampler_speed, sampler_speed_markdown, shared_report
+
+    skip = {x for x in args.skip.split(",") if x}
+    if skip - {"official", "readme", "training"}:
+        raise ValueError(f"--skip takes official, readme, training; got {sorted(skip)}")
+    res = bench_sampler_speed(
+        pipe,
+        [x for x in args.settings.split(",") if x],
+        [x for x in args.official_settings.split(",") if x],
+        args.batch_sizes,
+        args.repeats,
+        args.seed,
+        args.peak_size,
+        official="official" not in skip,
+        readme="readme" not in skip,
+        training="training" not in skip,
+    )
+    rec = recipe(["bitdance", "bench", *argv], args.device, **_model_fields(pipe), seed=args.seed)
+    from ..checkpoint import atomic_write_bytes
+
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(args.out) / "speed_sampler.json", shared_report(res, rec).encode())
+    md = sampler_speed_markdown(res)
+    return _finish(args, "bench-sampler-speed", res, rec, md, {}, md)
 
 
 def _check_common(args: argparse.Namespace) -> None:

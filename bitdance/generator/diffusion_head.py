@@ -128,8 +128,15 @@ class HeadNet(nn.Module):
             nn.init.zeros_(lin.bias)
 
     def forward(self, z_nPC: torch.Tensor, t_n: torch.Tensor, cond_nPD: torch.Tensor) -> torch.Tensor:
-        x = self.input_proj(z_nPC)
-        y = F.silu(self.time_embed(t_n)[:, None, :] + self.cond_embed(cond_nPD))
+        return self.body(self.input_proj(z_nPC), self.time_embed(t_n)[:, None, :], self.cond_embed(cond_nPD))
+
+    def body(self, x_nPD: torch.Tensor, temb: torch.Tensor, cemb_nPD: torch.Tensor) -> torch.Tensor:
+        """The network after its three input projections: x = input_proj(z) (n, P, dim), temb =
+        time_embed(t) broadcastable to (n, P, dim), cemb = cond_embed(cond) (n, P, dim) -> x_hat (n, P, C).
+
+        Samplers that hold the condition fixed over many steps compute `temb` / `cemb` once."""
+        x = x_nPD
+        y = F.silu(temb + cemb_nPD)
         mods = [lin(y) for lin in self.ada_ln_blocks]
         for i, blk in enumerate(self.res_blocks):
             x = blk(x, mods[i // self.blocks_per_adaln])

@@ -1,0 +1,150 @@
+"""Fast sampler settings: deterministic, batch-position independent, close to the reference; the bench."""
+
+import json
+
+import pytest
+import torch
+
+from bitdance.cli import main
+from bitdance.configs import get_preset
+from bitdance.generator.transformer import BitDanceTransformer
+from bitdance.random import PerItemSource
+from bitdance.sampling.decode import SamplingOptions, generate_bits
+from bitdance.sampling.head_cache import CachedHead
+from bitdance.sampling.presets import SAMPLER_PRESETS, sampler_settings
+from bitdance.sampling.solvers import em_fast, euler, euler_fast, euler_maruyama
+
+FAST = ["em_fast", "euler_fast"]
+
+
+def trained_like(seed=0):
+    """Tiny model with a non-zero head so that samples depend on the condition and the noise."""
+    torch.manual_seed(seed)
+    m = BitDanceTransformer(get_preset("generator", "tiny")).eval()
+    with torch.no_grad():
+        for p in m.head.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    return m
+
+
+def gens(*seeds):
+    return [torch.Generator().manual_seed(s) for s in seeds]
+
+
+@pytest.mark.parametrize("solver", FAST)
+@pytest.mark.parametrize("p", [1, 4, 16])
+def test_fast_solver_same_seed_same_bits(solver, p):
+    m = trained_like()
+    opts = SamplingOptions(parallel_num=p, num_sampling_steps=4, guidance_scale=2.0, solver=solver)
+    a = generate_bits(m, torch.tensor([1, 2]), opts, gens(5, 6))
+    b = generate_bits(m, torch.tensor([1, 2]), opts, gens(5, 6))
+    c = generate_bits(m, torch.tensor([1, 2]), opts, gens(7, 8))
+    assert set(a.unique().tolist()) <= {-1.0, 1.0}
+    assert torch.equal(a, b) and not torch.equal(a, c)
+
+
+@pytest.mark.parametrize("solver", FAST)
+@pytest.mark.parametrize("guidance", [1.0, 3.0])
+def test_fast_solver_item_alone_equals_item_in_batch(solver, guidance):
+    m = trained_like()
+    opts = SamplingOptions(parallel_num=4, num_sampling_steps=4, guidance_scale=guidance, solver=solver)
+    batch = generate_bits(m, torch.tensor([0, 5, 9]), opts, gens(10, 11, 12))
+    alone = generate_bits(m, torch.tensor([5]), opts, gens(11))
+    assert torch.equal(batch[1:2], alone)
+
+
+@pytest.mark.parametrize("fast, ref", [(em_fast, euler_maruyama), (euler_fast, euler)])
+@pytest.mark.parametrize("guided", [False, True])
+def test_fast_solver_follows_its_reference_up_to_rounding(fast, ref, guided):
+    """Same SDE / ODE, same grid and the same draws: continuous outputs agree to float rounding."""
+    m = trained_like()
+    torch.manual_seed(3)
+    cond = torch.randn(4 if guided else 2, 4, 64)
+    a = fast(m.head.net, cond, (2, 4, 16), 6, 2.5, PerItemSource(gens(1, 2)))
+    b = ref(m.head.net, cond, (2, 4, 16), 6, 2.5, PerItemSource(gens(1, 2)))
+    assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(a, torch.zeros_like(a))
+
+
+def test_em_fast_draws_like_the_reference():
+    """The cached sampler consumes the random stream exactly as the reference does."""
+    m = trained_like()
+    cond = torch.randn(2, 4, 64)
+    ga, gb = gens(4), gens(4)
+    em_fast(m.head.net, cond, (1, 4, 16), 5, 2.0, PerItemSource(ga))
+    euler_maruyama(m.head.net, cond, (1, 4, 16), 5, 2.0, PerItemSource(gb))
+    assert torch.equal(torch.randn(3, generator=ga[0]), torch.randn(3, generator=gb[0]))
+
+
+def test_cached_head_refuses_other_networks_and_bad_rows():
+    m = trained_like()
+    with pytest.raises(ValueError, match="HeadNet"):
+        CachedHead(lambda z, t, c: z, torch.zeros(2, 4, 64), torch.zeros(3))
+    head = CachedHead(m.head.net, torch.zeros(6, 4, 64), torch.zeros(3))
+    with pytest.raises(ValueError, match="condition rows 6"):
+        head.velocity(torch.zeros(2, 4, 16), 0, 1.0)
+
+
+def test_sampler_settings_resolve_to_pipeline_arguments():
+    assert sampler_settings("reference", 100) == {"solver": "euler_maruyama", "num_sampling_steps": 100}
+    assert sampler_settings("fast", 20) == {"solver": "em_fast", "num_sampling_steps": 10}
+    assert sampler_settings("fast4", 100)["num_sampling_steps"] == 25
+    assert sampler_settings("fast4", 3)["num_sampling_steps"] == 1
+    assert set(SAMPLER_PRESETS) >= {"reference", "fast-exact", "fast", "fast4"}
+    with pytest.raises(ValueError, match="allowed: "):
+        sampler_settings("turbo", 20)
+    with pytest.raises(ValueError, match="positive integer"):
+        sampler_settings("fast", 0)
+
+
+def test_bench_sampler_speed_writes_shared_report(tmp_path, capsys):
+    out = tmp_path / "b"
+    argv = ["bench", "--sampler-speed", "--model", "random:tiny-text", "--batch-sizes", "1,2"]
+    argv += ["--repeats", "1", "--peak-size", "128", "--skip", "official,readme,training", "--out", str(out)]
+    assert main(argv) == 0
+    doc = json.loads((out / "speed_sampler.json").read_text())
+    assert doc["name"] == "speed_sampler" and doc["recipe"]["command"].startswith("bitdance bench")
+    table = doc["tables"]["sampler_speed"]
+    assert len(table["rows"]) == 2 * 3 and table["columns"][1] == "setting"
+    sec = doc["metrics"]["sections"]["model"][0]
+    rows = {r["setting"]: r for r in sec["rows"]}
+    assert rows["reference"]["speedup_vs_reference"] == 1.0
+    assert rows["fast"]["num_sampling_steps"] * 2 == rows["reference"]["num_sampling_steps"]
+    # fewer head steps -> fewer FLOPs per image; same steps -> nearly the same FLOPs
+    assert rows["fast"]["gflop_per_image"] < rows["reference"]["gflop_per_image"]
+    assert rows["fast-exact"]["gflop_per_image"] == pytest.approx(
+        rows["reference"]["gflop_per_image"], rel=0.2
+    )
+    assert 0 < rows["reference"]["fraction_of_matmul_peak"]
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--settings", "fast,turbo"], "unknown sampler setting 'turbo'"),
+        (["--settings", "fast"], "must include 'reference'"),
+        (["--skip", "nothing"], "--skip takes"),
+    ],
+)
+def test_bench_sampler_speed_bad_input(extra, message, tmp_path, capsys):
+    argv = ["bench", "--sampler-speed", "--model", "random:tiny-text", *extra, "--out", str(tmp_path / "o")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and message in err and "\n" not in err
+
+
+def test_fast_setting_is_recorded_and_replays_byte_identically(tmp_path):
+    from bitdance.pipeline import BitDancePipeline
+
+    pipe = BitDancePipeline.from_preset("tiny-text")
+    kw = sampler_settings("fast", pipe.defaults["num_sampling_steps"])
+    out = pipe("a red sneaker", seed=3, guidance_scale=2.0, **kw)
+    assert (
+        out.recipes[0]["solver"] == "em_fast"
+        and out.recipes[0]["num_sampling_steps"] == kw["num_sampling_steps"]
+    )
+    out.save(tmp_path / "a.png", 0)
+    pipe.replay(tmp_path / "a.png").save(tmp_path / "b.png", 0)
+    assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
+    ref = pipe("a red sneaker", seed=3, guidance_scale=2.0)
+    assert ref.recipes[0]["solver"] == "euler_maruyama"
