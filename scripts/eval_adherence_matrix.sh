@@ -5,7 +5,7 @@
 # first freeform-p4 run used 16). Each writes runs/eval/adh/<suite>-<setting>/report.json and is skipped when
 # that file exists. Free-form runs come first.
 #   scripts/eval_adherence_matrix.sh [MODEL] [SUITE-SETTING...]   (settings: p4 p1 p16 s10 s50 int8)
-# Then: python -m bitdance.evaluation.adherence_report results runs/eval/adh docs/results
+# Then: bitdance adherence-report results runs/eval/adh docs/results
 set -euo pipefail
 MODEL=${1:-bitdance-mini}
 shift || true

@@ -1,6 +1,6 @@
 """The template prompt suites, built from the training captioner itself.
 
-    python -m bitdance.data.template_suites build     # writes bitdance/assets/eval/prompts_{default,
+    bitdance build-suites build     # writes bitdance/assets/eval/prompts_{default,
                                                       # paraphrase,emoji_monitor,shapes_monitor}.jsonl
 
 "default" uses the canonical (training-style) phrasing, "paraphrase" another training caption template for
@@ -191,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
     from ..evaluation.classifier import assets_dir
     from ..evaluation.prompts import SUITES, default_emoji_names
 
-    p = argparse.ArgumentParser(prog="python -m bitdance.data.template_suites")
+    p = argparse.ArgumentParser(prog="bitdance build-suites")
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="write the default, paraphrase, emoji-monitor and shapes-monitor suites")
     b.add_argument("--out", default=str(assets_dir()))

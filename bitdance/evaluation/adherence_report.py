@@ -219,7 +219,7 @@ def write_results(runs_dir: str | Path, out_dir: str | Path) -> list[Path]:
                 tables[f"{tid}_{part}"] = t
         base = runs.get("p4") or next(iter(runs.values()))
         rec = {
-            "command": f"scripts/eval_adherence_matrix.sh; python -m bitdance.evaluation.adherence_report "
+            "command": f"scripts/eval_adherence_matrix.sh; bitdance adherence-report "
             f"results {runs_dir} {out_dir}",
             "runs": {st: s["_recipe"]["command"] for st, s in sorted(runs.items())},
             "model": base["_recipe"].get("model"),
@@ -249,7 +249,7 @@ def write_results(runs_dir: str | Path, out_dir: str | Path) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m bitdance.evaluation.adherence_report")
+    p = argparse.ArgumentParser(prog="bitdance adherence-report")
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("results", help="adherence run folders -> docs/results/adherence_*.json")
     r.add_argument("runs_dir", help="folder of <suite>-<setting>/report.json (default runs/eval/adh)")

@@ -5,7 +5,7 @@ Inception-Score-style score, and the object recogniser of the fashion/emoji adhe
 
 Shipped as ``bitdance/assets/eval/<task>_classifier.safetensors`` (weights) + ``<task>_classifier.json``
 (architecture, class names, how it was trained, measured test accuracy). Train them with
-``python -m bitdance.evaluation.train_classifier --task fashion|emoji``.
+``bitdance train-classifier --task fashion|emoji``.
 """
 
 from __future__ import annotations
@@ -124,7 +124,7 @@ def load_classifier_from(task: str, folder: str | os.PathLike | None = None) -> 
         raise FileNotFoundError(
             f"the {task} evaluation classifier is missing ({weights.name} / {cfg_path.name} in "
             f"{weights.parent}); "
-            f"train it with: python -m bitdance.evaluation.train_classifier --task {task}"
+            f"train it with: bitdance train-classifier --task {task}"
         )
     try:
         raw = json.loads(cfg_path.read_text())

@@ -182,7 +182,7 @@ def build_bench_parser() -> argparse.ArgumentParser:
     s.add_argument("--skip", default="", help="comma list of sections to skip: official, readme, training")
     v = p.add_argument_group("--vs-diffusion")
     v.add_argument("--vs-diffusion", action="store_true", help="compare with a trained diffusion baseline")
-    v.add_argument("--baseline", help="baseline folder (python -m bitdance.evaluation.baseline train)")
+    v.add_argument("--baseline", help="baseline folder (bitdance train-baseline train)")
     v.add_argument("--baseline-steps", type=_int_list, default=[50, 20], help="DDIM steps (default 50,20)")
     v.add_argument("--baseline-cfg", type=float, default=1.0, help="baseline guidance scale (default 1)")
     v.add_argument("--batch-size", type=int, default=16, help="batch size of the comparison (default 16)")
@@ -384,7 +384,7 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
         if not args.baseline:
             raise ValueError(
                 "--vs-diffusion needs --baseline FOLDER (train one with "
-                "python -m bitdance.evaluation.baseline train --out FOLDER --budget-minutes N)"
+                "bitdance train-baseline train --out FOLDER --budget-minutes N)"
             )
         base = DiffusionBaseline(args.baseline)
         size = _native_size(pipe)

@@ -1,6 +1,6 @@
 """The free-form prompt suite: prompts written the way people type, with a fixed dev/test split.
 
-    python -m bitdance.evaluation.freeform build      # writes bitdance/assets/eval/prompts_freeform.jsonl
+    bitdance build-freeform build      # writes bitdance/assets/eval/prompts_freeform.jsonl
 
 Written by hand for this file (synonyms and hypernyms, carrier phrases and filler, other word orders,
 plural/singular, casing, light typos, longer sentences, and the compositional categories the training
@@ -607,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     from .classifier import assets_dir
     from .prompts import SUITES
 
-    p = argparse.ArgumentParser(prog="python -m bitdance.evaluation.freeform")
+    p = argparse.ArgumentParser(prog="bitdance build-freeform")
     sub = p.add_subparsers(dest="cmd", required=True)
     b = sub.add_parser("build", help="write prompts_freeform.jsonl")
     b.add_argument("--out", default=str(assets_dir() / SUITES["freeform"]))

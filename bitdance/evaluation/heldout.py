@@ -1,6 +1,6 @@
 """Each adherence scorer's accuracy on data its classifier never saw (and, for contrast, on what it saw).
 
-    python -m bitdance.evaluation.heldout --out runs/eval/scorers --results docs/results/scorer_heldout.json
+    bitdance scorer-heldout --out runs/eval/scorers --results docs/results/scorer_heldout.json
 
 - emoji (trained on every Noto emoji rendered at 32 px, glyph ~0.87 of the canvas, centred or shifted by up
   to 0.08 of the side, white or black background, pixel noise): the same emoji under transformations it was
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     from .classifier import load_classifier
     from .report import md_table, recipe, write_report
 
-    p = argparse.ArgumentParser(prog="python -m bitdance.evaluation.heldout")
+    p = argparse.ArgumentParser(prog="bitdance scorer-heldout")
     p.add_argument("--out", default="runs/eval/scorers")
     p.add_argument("--results", help="also write the shared-format result file (docs/results/<name>.json)")
     p.add_argument("--seed", type=int, default=0)

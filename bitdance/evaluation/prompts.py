@@ -46,7 +46,7 @@ _DOMAIN_KEYS = {
 }
 _OBJECT_KEYS = ({"shape"}, {"colour", "size", "position", "count"})
 SUITES: dict[str, str] = {
-    # built from the training caption templates (python -m bitdance.data.template_suites build): they
+    # built from the training caption templates (bitdance build-suites build): they
     # measure how well a model reproduces its training captions
     "default": "prompts_default.jsonl",
     "paraphrase": "prompts_paraphrase.jsonl",
@@ -190,7 +190,7 @@ def default_emoji_names() -> set[str]:
     if not cfg.is_file():
         raise FileNotFoundError(
             f"{cfg} is missing: cannot validate emoji names; train it with "
-            "python -m bitdance.evaluation.train_classifier --task emoji"
+            "bitdance train-classifier --task emoji"
         )
     return set(json.loads(cfg.read_text())["class_names"])
 

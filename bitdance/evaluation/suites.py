@@ -1,12 +1,12 @@
 """Measure the adherence scorers on ground-truth images (rendered scenes, Fashion-MNIST test items, emoji).
 
-    python -m bitdance.evaluation.suites ground-truth --n 300 --size 32
-    python -m bitdance.evaluation.suites ground-truth --n 300 --tokenizer bitdance-mini   # + round trip
+    bitdance suites ground-truth --n 300 --size 32
+    bitdance suites ground-truth --n 300 --tokenizer bitdance-mini   # + round trip
 
 ``--tokenizer`` also scores the ground-truth images after an encode -> decode round trip through a model's
 binary tokenizer: the adherence a perfect generator on that tokenizer could reach (its ceiling).
-The template suites are built by ``python -m bitdance.data.template_suites build`` (the evaluation package
-imports no captioner); the free-form suite by ``python -m bitdance.evaluation.freeform build``.
+The template suites are built by ``bitdance build-suites build`` (the evaluation package
+imports no captioner); the free-form suite by ``bitdance build-freeform build``.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Memory probe run in a fresh subprocess: load a pipeline folder, generate once, print RSS facts as JSON.
 
-    python -m bitdance.quantization.probe <folder> --batch 1 --steps 20
+    bitdance memory-probe <folder> --batch 1 --steps 20
 
 A fresh process gives a clean RSS: nothing else was loaded before. After loading, freed heap is handed
 back to the OS (`malloc_trim`, both variants alike) and the kernel's peak-RSS counter is reset

@@ -1,7 +1,7 @@
 """Training-throughput benchmark: samples/s of full optimizer steps (forward, backward, AdamW, EMA) for the
 tokenizer and the generator of one preset size, measured in one run.
 
-    python -m bitdance.training.throughput --preset mini --batch-size 32 --steps 5
+    bitdance bench-training --preset mini --batch-size 32 --steps 5
 
 Tokenizer steps read real images (procedural `shapes`, rendered on the fly). Generator steps read a synthetic
 token folder (random bits and text states of the preset's shape) so no tokenizer or text encoder runs, exactly
