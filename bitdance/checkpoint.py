@@ -17,13 +17,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
-from .configs import GeneratorConfig, TokenizerConfig
 from .core.atomic import (
     atomic_folder,
     atomic_write_bytes,
     atomic_write_with,
     default_file_mode,  # noqa: F401  (re-exported for older call sites)
 )
+from .core.configs import GeneratorConfig, TokenizerConfig
 from .core.int8 import SCHEMES, int8_module
 
 CONFIG_NAME = "config.json"

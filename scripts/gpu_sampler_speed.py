@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from bitdance.configs import GeneratorConfig, get_preset
+from bitdance.core.configs import GeneratorConfig, get_preset
 from bitdance.generator.transformer import BitDanceTransformer
 from bitdance.sampling.decode import SamplingOptions, generate_bits
 from bitdance.sampling.presets import sampler_settings

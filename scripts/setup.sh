@@ -4,7 +4,8 @@
 #   bash scripts/setup.sh            torch + bitdance: what `bitdance generate` needs (README quick start)
 #   bash scripts/setup.sh --test     + every extra the test suite uses (README test command)
 #   bash scripts/setup.sh --system   the optional Debian packages the real-data and browser tests use
-#                                    (Fashion-MNIST, Noto Color Emoji, Chromium); apt-get, as root or via sudo
+#                                    (Fashion-MNIST, Noto Color Emoji, Symbola, Chromium, exiftool);
+#                                    apt-get, as root or via sudo
 # Flags combine (CI runs `--system`, then the README's test command).
 #
 # Environment:
@@ -53,7 +54,7 @@ case "$torch_kind" in
   *) die "BITDANCE_TORCH must be auto, cpu, cuda or skip, got '$torch_kind'" ;;
 esac
 
-SYSTEM_PACKAGES=(dataset-fashion-mnist fonts-noto-color-emoji chromium)
+SYSTEM_PACKAGES=(dataset-fashion-mnist fonts-noto-color-emoji fonts-symbola chromium libimage-exiftool-perl)
 if [ "$want_system" = 1 ]; then
   command -v apt-get >/dev/null || die "--system needs apt-get (Debian/Ubuntu); install ${SYSTEM_PACKAGES[*]} yourself"
   SUDO=()
@@ -100,7 +101,7 @@ install_torch() {
 
 # The extras each mode needs; the stamp records what was installed, so a re-run only adds what is missing.
 extras=""
-[ "$want_test" = 1 ] && extras="[test,data,train,eval,server,export,official,browser]"
+[ "$want_test" = 1 ] && extras="[test,data,train,eval,server,export,official,browser,marking]"
 stamp=.venv/.bitdance-setup
 line="torch=${torch_kind} extras=${extras}"
 done_before() { # this mode, or the test mode (a superset), was installed since pyproject.toml last changed

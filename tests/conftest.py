@@ -48,7 +48,7 @@ def pytest_make_collect_report(collector):  # noqa: ANN001, ANN201
 
 @pytest.fixture
 def tiny_gen():
-    from bitdance.configs import get_preset
+    from bitdance.core.configs import get_preset
     from bitdance.generator.transformer import BitDanceTransformer
 
     torch.manual_seed(0)
@@ -57,7 +57,7 @@ def tiny_gen():
 
 @pytest.fixture
 def tiny_tok():
-    from bitdance.configs import get_preset
+    from bitdance.core.configs import get_preset
     from bitdance.tokenizer.autoencoder import BinaryAutoencoder
 
     torch.manual_seed(0)

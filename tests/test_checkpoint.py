@@ -4,8 +4,8 @@ import pytest
 import torch
 
 from bitdance.checkpoint import CheckpointError, from_pretrained, load_into, save_pretrained
-from bitdance.configs import GeneratorConfig, get_preset
-from bitdance.random import PerItemSource
+from bitdance.core.configs import GeneratorConfig, get_preset
+from bitdance.core.random import PerItemSource
 from bitdance.sampling.decode import SamplingOptions, generate_bits
 
 

@@ -6,11 +6,11 @@ import hashlib
 import pytest
 import torch
 
-from bitdance.configs import get_preset
+from bitdance.core.configs import get_preset
+from bitdance.core.random import GeneratorSource
 from bitdance.generator.transformer import BitDanceTransformer
 from bitdance.pipeline import BitDancePipeline
-from bitdance.provenance import read_recipe
-from bitdance.random import GeneratorSource
+from bitdance.pipeline.provenance import read_recipe
 from bitdance.sampling.decode import KnownTokens, SamplingOptions, generate_bits
 from bitdance.sampling.inpaint import edit_order, held_net
 

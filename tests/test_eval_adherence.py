@@ -199,8 +199,8 @@ def test_shipped_suites_share_expectations():
 @pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
 def test_emoji_monitor_suite_is_apart_from_the_reported_suites(tmp_path):
     """The training monitor asks for emoji that neither template suite contains; the shipped files are
-    exactly what `python -m bitdance.data.template_suites build` writes."""
-    from bitdance.data.template_suites import write_suites
+    exactly what `bitdance build-suites build` writes."""
+    from bitdance.commands.build_suites import write_suites
     from bitdance.evaluation.prompts import default_emoji_names
 
     val = load_suite("emoji-monitor")
@@ -215,7 +215,7 @@ def test_emoji_monitor_suite_is_apart_from_the_reported_suites(tmp_path):
 @pytest.mark.skipif(not HAVE_EMOJI_CLS, reason="needs the shipped emoji classifier (emoji names)")
 def test_shapes_monitor_suite_is_apart_from_the_reported_suites(tmp_path):
     """Counting and relation scenes none of whose expectations a template suite holds; counts even."""
-    from bitdance.data.template_suites import build_shapes_monitor
+    from bitdance.commands.build_suites import build_shapes_monitor
 
     val = load_suite("shapes-monitor")
     keys = [json.dumps(s.expect, sort_keys=True) for s in val]
@@ -257,7 +257,7 @@ def test_suite_file_round_trip(tmp_path):
 def test_ground_truth_tokenizer_round_trip(tmp_path, capsys):
     """`suites ground-truth --tokenizer` scores encode -> decode reconstructions (the generator's ceiling)."""
     from bitdance.checkpoint import save_pretrained
-    from bitdance.configs import TOKENIZER_PRESETS
+    from bitdance.core.configs import TOKENIZER_PRESETS
     from bitdance.evaluation.suites import load_tokenizer, main, round_trip
     from bitdance.tokenizer.autoencoder import BinaryAutoencoder
 

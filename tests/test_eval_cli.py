@@ -236,7 +236,7 @@ def test_real_entry_point_has_no_traceback(tmp_path):
 def test_tokenizer_folder_option(tmp_path):
     pytest.importorskip("sklearn")
     from bitdance.checkpoint import save_pretrained
-    from bitdance.configs import get_preset
+    from bitdance.core.configs import get_preset
     from bitdance.tokenizer.autoencoder import BinaryAutoencoder
 
     torch.manual_seed(0)

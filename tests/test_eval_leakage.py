@@ -10,7 +10,7 @@ import bitdance
 
 PKG = Path(bitdance.__file__).parent
 # modules that write training captions, and the caption functions of bitdance.data
-CAPTIONER_MODULES = {"bitdance.data.caption_templates", "bitdance.data.template_suites"}
+CAPTIONER_MODULES = {"bitdance.data.caption_templates", "bitdance.commands.build_suites"}
 CAPTION_NAMES = {
     "caption_scene",
     "paraphrases",

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from bitdance.batch import dist_info, plan_items, read_rows, shard
 from bitdance.cli import main as cli
-from bitdance.provenance import read_recipe
-from bitdance.templates import Template, TemplateSet, load_templates, parse_vars, placeholders_of
+from bitdance.pipeline.batch import dist_info, plan_items, read_rows, shard
+from bitdance.pipeline.provenance import read_recipe
+from bitdance.pipeline.templates import Template, TemplateSet, load_templates, parse_vars, placeholders_of
 
 
 @pytest.fixture(autouse=True, scope="module")

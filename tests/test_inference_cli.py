@@ -14,7 +14,7 @@ from PIL import Image
 from bitdance.cli import main as cli
 from bitdance.commands._common import Progress
 from bitdance.pipeline import models_dir
-from bitdance.provenance import read_recipe
+from bitdance.pipeline.provenance import read_recipe
 
 GEN = ["generate", "--model", "random:tiny-text", "--steps", "1"]
 
@@ -259,7 +259,7 @@ def test_read_only_folder_is_refused(tmp_path, monkeypatch, capsys):
 
 def test_write_failure_after_generation_names_the_path_and_leaves_nothing(tmp_path, monkeypatch, capsys):
     import bitdance.checkpoint as ckpt
-    import bitdance.provenance as prov
+    import bitdance.pipeline.provenance as prov
 
     def fail_after_temp(path, data):  # the real writer, failing between the temp file and the rename
         real_replace = ckpt.os.replace
@@ -286,7 +286,7 @@ def wide_model(tmp_path_factory):
     """A tiny text model with sin-cos head positions: it makes 16x16 ... 32x32, so 32x16 is allowed."""
     import dataclasses
 
-    from bitdance.configs import get_preset
+    from bitdance.core.configs import get_preset
     from bitdance.generator.text_encoder import HashTextEncoder
     from bitdance.generator.transformer import BitDanceTransformer
     from bitdance.pipeline import BitDancePipeline

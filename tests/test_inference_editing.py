@@ -8,12 +8,12 @@ import torch
 from PIL import Image
 
 from bitdance.cli import main as cli
-from bitdance.configs import get_preset
-from bitdance.editing import box_mask, first_patches_keep, load_mask, token_keep
+from bitdance.core.configs import get_preset
 from bitdance.generator.text_encoder import HashTextEncoder
 from bitdance.generator.transformer import BitDanceTransformer
 from bitdance.pipeline import BitDancePipeline
-from bitdance.provenance import read_recipe
+from bitdance.pipeline.editing import box_mask, first_patches_keep, load_mask, token_keep
+from bitdance.pipeline.provenance import read_recipe
 from bitdance.tokenizer.autoencoder import BinaryAutoencoder
 
 FAST = {"num_sampling_steps": 1}

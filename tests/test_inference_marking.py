@@ -9,10 +9,9 @@ import pytest
 import torch
 from PIL import Image
 
-from bitdance import marking
 from bitdance.cli import main as cli
-from bitdance.pipeline import BitDancePipeline
-from bitdance.provenance import image_bytes, read_recipe
+from bitdance.pipeline import BitDancePipeline, marking
+from bitdance.pipeline.provenance import image_bytes, read_recipe
 
 SOURCE = "http://cv.iptc.org/newscodes/digitalsourcetype/trainedAlgorithmicMedia"
 needs_exiftool = pytest.mark.skipif(

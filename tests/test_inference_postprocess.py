@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from bitdance.cli import main as cli
-from bitdance.postprocess import (
+from bitdance.pipeline.postprocess import (
     LOOKS,
     apply_look,
     apply_steps,
@@ -17,7 +17,7 @@ from bitdance.postprocess import (
     upscale,
     white_balance,
 )
-from bitdance.provenance import read_recipe
+from bitdance.pipeline.provenance import read_recipe
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -9,7 +9,7 @@ from PIL import Image, PngImagePlugin
 
 from bitdance.cli import main as cli
 from bitdance.pipeline import BitDancePipeline
-from bitdance.provenance import (
+from bitdance.pipeline.provenance import (
     a1111_parameters,
     decode_bits,
     encode_bits,

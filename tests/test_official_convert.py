@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from bitdance.checkpoint import CheckpointError, from_pretrained
-from bitdance.configs import GeneratorConfig, TokenizerConfig, get_preset
 from bitdance.convert import convert_main, export_key_map, load_official_imagenet, load_official_tokenizer
 from bitdance.convert.keymaps import IMAGENET_RULES, imagenet_official_keys
 from bitdance.convert.official_configs import OFFICIAL_CFG_SCALES
 from bitdance.convert.parity import fixture_dir, single_thread
+from bitdance.core.configs import GeneratorConfig, TokenizerConfig, get_preset
 from bitdance.generator.patches import order_for, to_sequence
 from bitdance.generator.transformer import BitDanceTransformer
 from bitdance.sampling.decode import SamplingOptions, generate_bits

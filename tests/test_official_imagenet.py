@@ -22,9 +22,9 @@ from bitdance.convert.parity import (
     fixture_dir,
     single_thread,
 )
+from bitdance.core.random import ReplaySource
 from bitdance.generator.patches import from_sequence, order_for, to_sequence, token_xy
 from bitdance.generator.transformer import attention_groups, group_mask
-from bitdance.random import ReplaySource
 from bitdance.sampling.decode import SamplingOptions, generate_bits
 from bitdance.sampling.solvers import guidance_at
 

@@ -37,8 +37,8 @@ from bitdance.convert.t2i_components import (
     sincos_table,
 )
 from bitdance.convert.t2i_runner import OfficialT2IPipeline
+from bitdance.core.random import ReplaySource
 from bitdance.generator.patches import from_sequence, patch_order, to_sequence
-from bitdance.random import ReplaySource
 from bitdance.tokenizer.quantizer import binarize
 
 pytestmark = pytest.mark.official

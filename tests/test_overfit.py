@@ -3,9 +3,9 @@
 import torch
 import torch.nn.functional as F
 
-from bitdance.configs import GeneratorConfig, TokenizerConfig
+from bitdance.core.configs import GeneratorConfig, TokenizerConfig
+from bitdance.core.random import GeneratorSource
 from bitdance.generator.transformer import BitDanceTransformer
-from bitdance.random import GeneratorSource
 from bitdance.sampling.decode import SamplingOptions, generate_bits
 from bitdance.tokenizer.autoencoder import BinaryAutoencoder
 from bitdance.tokenizer.quantizer import entropy_losses

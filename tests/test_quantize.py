@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from bitdance.checkpoint import CheckpointError, read_config
-from bitdance.configs import get_preset
+from bitdance.core.configs import get_preset
+from bitdance.core.random import GeneratorSource
 from bitdance.generator.transformer import BitDanceTransformer
 from bitdance.quantization import (
     SCHEMES,
@@ -31,7 +32,6 @@ from bitdance.quantization import (
     save_quantized,
     save_quantized_pipeline,
 )
-from bitdance.random import GeneratorSource
 from bitdance.sampling.decode import SamplingOptions, generate_bits
 
 XPRED_TOL = {"int8-dynamic": 0.02, "int8-weight-only": 0.01}

@@ -3,9 +3,9 @@ import dataclasses
 import pytest
 import torch
 
-from bitdance.configs import get_preset
+from bitdance.core.configs import get_preset
+from bitdance.core.random import PerItemSource
 from bitdance.generator.transformer import BitDanceTransformer
-from bitdance.random import PerItemSource
 from bitdance.sampling.decode import KnownTokens, SamplingOptions, generate_bits
 from bitdance.sampling.solvers import euler, euler_maruyama, guidance_at, time_grid
 

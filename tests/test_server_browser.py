@@ -217,7 +217,7 @@ def _wide_pipe():
 
     import torch
 
-    from bitdance.configs import get_preset
+    from bitdance.core.configs import get_preset
     from bitdance.generator.text_encoder import HashTextEncoder
     from bitdance.generator.transformer import BitDanceTransformer
     from bitdance.pipeline import BitDancePipeline

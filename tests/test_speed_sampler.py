@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from bitdance.cli import main
-from bitdance.configs import get_preset
+from bitdance.core.configs import get_preset
+from bitdance.core.random import PerItemSource
 from bitdance.generator.transformer import BitDanceTransformer
-from bitdance.random import PerItemSource
 from bitdance.sampling.decode import SamplingOptions, generate_bits
 from bitdance.sampling.head_cache import CachedHead
 from bitdance.sampling.presets import SAMPLER_PRESETS, sampler_settings

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from bitdance.configs import TokenizerConfig
+from bitdance.core.configs import TokenizerConfig
 from bitdance.tokenizer.autoencoder import BinaryAutoencoder, depth_to_space
 from bitdance.tokenizer.quantizer import binarize_ste, bits_to_index, entropy_losses, index_to_bits
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bitdance.checkpoint import from_pretrained, save_pretrained
-from bitdance.configs import TokenizerConfig, get_preset
+from bitdance.core.configs import TokenizerConfig, get_preset
 from bitdance.tokenizer.autoencoder import BinaryAutoencoder
 from bitdance.tokenizer.deepen import deepen_decoder
 

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from bitdance.checkpoint import from_pretrained, load_weights, save_pretrained
-from bitdance.configs import get_preset
+from bitdance.core.configs import get_preset
 from bitdance.tokenizer.autoencoder import BinaryAutoencoder
 from bitdance.training.tokenizer_match import check_tokenizer_for_tokens, encoder_hash
 from bitdance.training.tokens import TokenStore, extract_tokens

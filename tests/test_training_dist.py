@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from bitdance.checkpoint import save_pretrained
-from bitdance.configs import get_preset
+from bitdance.core.configs import get_preset
 from bitdance.tokenizer.autoencoder import BinaryAutoencoder
 from bitdance.training.tokens import extract_tokens
 

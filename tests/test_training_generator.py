@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from bitdance.checkpoint import save_pretrained
-from bitdance.configs import get_preset
+from bitdance.core.configs import get_preset
 from bitdance.tokenizer.autoencoder import BinaryAutoencoder
 from bitdance.training.dist import DistContext
 from bitdance.training.generator_trainer import GeneratorTrainer, generator_config

@@ -95,7 +95,7 @@ def test_lora_finetune_changes_outputs_and_adapter_is_small(base_and_images, cap
 
 
 def test_add_lora_trains_only_adapter_and_rejects_bad_rank():
-    from bitdance.configs import get_preset
+    from bitdance.core.configs import get_preset
     from bitdance.generator.transformer import BitDanceTransformer
 
     model = add_lora(BitDanceTransformer(get_preset("generator", "mini")), rank=8)

@@ -7,7 +7,7 @@ import warnings
 import pytest
 import torch
 
-from bitdance.configs import get_preset
+from bitdance.core.configs import get_preset
 from bitdance.data import build_dataset
 from bitdance.evaluation.metrics import bit_usage, psnr, ssim
 from bitdance.training.dist import DistContext

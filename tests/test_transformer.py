@@ -3,11 +3,11 @@ import dataclasses
 import pytest
 import torch
 
-from bitdance.configs import GeneratorConfig, get_preset, validate_parallel_num
+from bitdance.core.configs import GeneratorConfig, get_preset, validate_parallel_num
+from bitdance.core.random import GeneratorSource
 from bitdance.generator.kv_cache import KVCache
 from bitdance.generator.patches import from_sequence, order_for, patch_order, to_sequence
 from bitdance.generator.transformer import BitDanceTransformer, attention_groups, group_mask
-from bitdance.random import GeneratorSource
 
 
 def cached_hidden(model, labels, bits_seq, grid, p):

@@ -84,7 +84,7 @@ def check_output(path: str | None, out_dir: str | None = None) -> None:
     Missing folders are allowed (they are created when writing) as long as the nearest existing one
     is a folder we can create files in; the probe file is removed at once.
     """
-    from ..marking import check_signing  # noqa: PLC0415
+    from ..pipeline.marking import check_signing  # noqa: PLC0415
 
     check_png_path(path)
     check_signing()  # a bad C2PA setting fails now, not after generating

@@ -78,7 +78,7 @@ def build_parser() -> Parser:
 
 
 def _recorded(path: str) -> dict[str, Any]:
-    from ..provenance import RECIPE_KEY, read_png_text, read_recipe  # noqa: PLC0415
+    from ..pipeline.provenance import RECIPE_KEY, read_png_text, read_recipe  # noqa: PLC0415
 
     try:
         return read_recipe(path) if RECIPE_KEY in read_png_text(path) else {}
@@ -87,7 +87,7 @@ def _recorded(path: str) -> dict[str, Any]:
 
 
 def main(argv: list[str]) -> int:
-    from ..editing import load_image  # noqa: PLC0415
+    from ..pipeline.editing import load_image  # noqa: PLC0415
     from ..safety import PromptBlockedError  # noqa: PLC0415
     from .generate import load_pipeline  # noqa: PLC0415
 

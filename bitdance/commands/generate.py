@@ -122,7 +122,7 @@ def load_pipeline(model: str, device: str, filter_mode: str | None, rules_file: 
 
 
 def _replay(args: Any) -> int:
-    from ..provenance import read_recipe  # noqa: PLC0415
+    from ..pipeline.provenance import read_recipe  # noqa: PLC0415
 
     given = [o for o in _RECIPE_OPTIONS if getattr(args, o) not in (None, [], False)]
     if args.prompt is not None or given:
@@ -145,7 +145,7 @@ def _replay(args: Any) -> int:
 
 
 def _rows(args: Any, text: bool, variables: dict[str, str]) -> list[tuple[str, dict[str, Any]]]:
-    from ..batch import read_rows  # noqa: PLC0415
+    from ..pipeline.batch import read_rows  # noqa: PLC0415
 
     if args.prompts:
         if args.prompt is not None:
@@ -167,9 +167,9 @@ def _rows(args: Any, text: bool, variables: dict[str, str]) -> list[tuple[str, d
 
 
 def _generate(args: Any) -> int:
-    from ..batch import check_items, dist_info, plan_items, run_items, shard  # noqa: PLC0415
+    from ..pipeline.batch import check_items, dist_info, plan_items, run_items, shard  # noqa: PLC0415
+    from ..pipeline.templates import load_templates, parse_vars  # noqa: PLC0415
     from ..safety import format_verdict  # noqa: PLC0415
-    from ..templates import load_templates, parse_vars  # noqa: PLC0415
 
     rank, world = dist_info()
     check_output(args.output, None if args.output else args.out_dir)
@@ -240,7 +240,7 @@ def _generate(args: Any) -> int:
 def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if args.list_templates:
-        from ..templates import describe, load_templates  # noqa: PLC0415
+        from ..pipeline.templates import describe, load_templates  # noqa: PLC0415
 
         print(describe(load_templates(args.templates_file)))
         return 0

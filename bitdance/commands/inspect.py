@@ -18,7 +18,7 @@ def build_parser() -> Parser:
 
 def describe_image(path: str) -> tuple[dict[str, Any], str]:
     """(JSON-ready metadata, human-readable text) of one PNG; ValueError when it has no metadata."""
-    from ..provenance import (  # noqa: PLC0415
+    from ..pipeline.provenance import (  # noqa: PLC0415
         PARAMETERS_KEY,
         RECIPE_KEY,
         format_recipe,

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from ..checkpoint import CheckpointError, atomic_write_bytes, load_weights
-from ..configs import get_preset
+from ..core.configs import get_preset
 from ..generator.transformer import BitDanceTransformer
 from ..tokenizer.autoencoder import BinaryAutoencoder
 from .keymaps import IMAGENET_RULES, TOKENIZER_RULES, CoverageReport, apply_key_map

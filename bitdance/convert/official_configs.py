@@ -19,8 +19,8 @@ from typing import Any
 
 import torch
 
-from ..configs import GENERATOR_PRESETS, GeneratorConfig, TokenizerConfig, get_preset
-from ..layers import ffn_hidden_size
+from ..core.configs import GENERATOR_PRESETS, GeneratorConfig, TokenizerConfig, get_preset
+from ..core.layers import ffn_hidden_size
 
 # Released guidance scales (official README); used as converted-folder defaults.
 OFFICIAL_CFG_SCALES = {

@@ -162,7 +162,7 @@ def check_head_net(io: IOSet, net: torch.nn.Module, prefix: str = "headnet") -> 
 
 def check_head_loss(io: IOSet, head: torch.nn.Module) -> None:
     """headloss_{t,z,xpred,loss} from a stand-alone head call with the recorded (t-normal, eps) draws."""
-    from ..random import ReplaySource
+    from ..core.random import ReplaySource
 
     seen: list = []
     hooks = [
@@ -192,8 +192,8 @@ def check_head_loss(io: IOSet, head: torch.nn.Module) -> None:
 
 def check_head_sampler(io: IOSet, net: torch.nn.Module, time_shift: float) -> None:
     """One Euler-Maruyama step (emstep_*), the final Euler step (eulerfinal_*) and every full sample_<k>_*."""
+    from ..core.random import ReplaySource
     from ..generator.diffusion_head import to_velocity
-    from ..random import ReplaySource
     from ..sampling.solvers import T_END, euler_maruyama, guided_velocity
     from ..tokenizer.quantizer import binarize
 

@@ -32,10 +32,10 @@ from ..checkpoint import (
     save_pretrained,
     save_state_dict,
 )
-from ..configs import validate_parallel_num
+from ..core.configs import validate_parallel_num
+from ..core.layers import sincos_1d, sincos_2d
 from ..generator.diffusion_head import DiffusionHead
 from ..generator.patches import patch_order
-from ..layers import sincos_1d, sincos_2d
 from ..tokenizer.autoencoder import BinaryAutoencoder
 from .keymaps import PROJECTOR_RULES, T2I_HEAD_RULES, apply_key_map
 from .official_checkpoints import (

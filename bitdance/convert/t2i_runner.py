@@ -18,8 +18,8 @@ from typing import Any
 
 import torch
 
+from ..core.random import PerItemSource, RandomSource, as_source
 from ..generator.patches import from_sequence
-from ..random import PerItemSource, RandomSource, as_source
 from ..sampling.solvers import euler_maruyama
 from ..tokenizer.quantizer import binarize
 from .memory import ModelOffloader, quantize_int8_weight_only

@@ -1,6 +1,6 @@
 """The adherence expectation of a shapes scene (the JSON structure of ``bitdance.evaluation.prompts``).
 
-Neutral ground: the template suites (``bitdance.data.template_suites``) and the evaluation's ground-truth
+Neutral ground: the template suites (``bitdance.commands.build_suites``) and the evaluation's ground-truth
 sets both turn scenes into expectations, and neither side needs the other's code for it.
 """
 

@@ -29,8 +29,8 @@ import torch
 
 from ..data.registry import build_dataset
 from ..data.shapes import caption_scene, render_scene, sample_scene
-from ..editing import token_keep
 from ..generator.patches import order_for
+from ..pipeline.editing import token_keep
 from .adherence import AdherenceScorer
 from .suites import expect_from_scene
 
@@ -230,7 +230,7 @@ def evaluate_edits(
 
 
 def _tensor(image: Any) -> torch.Tensor:
-    from ..editing import load_image  # noqa: PLC0415
+    from ..pipeline.editing import load_image  # noqa: PLC0415
 
     return load_image(image)
 

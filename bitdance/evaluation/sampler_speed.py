@@ -30,9 +30,9 @@ from typing import Any
 
 import torch
 
-from ..configs import get_preset
+from ..core.configs import get_preset
+from ..core.random import PerItemSource
 from ..generator.transformer import BitDanceTransformer
-from ..random import PerItemSource
 from ..sampling.decode import SamplingOptions, generate_bits
 from ..sampling.presets import SAMPLER_PRESETS, sampler_settings
 from .report import fmt, md_table

@@ -23,8 +23,8 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..configs import validate_parallel_num
 from ..core.atomic import atomic_folder
+from ..core.configs import validate_parallel_num
 from ..generator.patches import order_for
 from ..generator.transformer import attention_groups
 from . import wrappers

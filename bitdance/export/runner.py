@@ -34,7 +34,7 @@ def torch_noise(seeds: Sequence[int]) -> Noise:
     """Draws identical to the pipeline's `seed=` path (one torch.Generator per image, PerItemSource)."""
     import torch
 
-    from ..random import PerItemSource
+    from ..core.random import PerItemSource
 
     src = PerItemSource([torch.Generator().manual_seed(int(s)) for s in seeds])
     return lambda shape: src.randn(shape).numpy()

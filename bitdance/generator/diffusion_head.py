@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..layers import TimestepEmbedder, modulate
-from ..random import RandomSource
+from ..core.layers import TimestepEmbedder, modulate
+from ..core.random import RandomSource
 
 T_EPS = 0.05  # clamp of 1 - t in the velocity conversion
 

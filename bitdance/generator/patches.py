@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..configs import validate_parallel_num
+from ..core.configs import validate_parallel_num
 
 
 def patch_order(h: int, w: int, p: int) -> torch.Tensor:

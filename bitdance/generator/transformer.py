@@ -14,9 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..configs import GeneratorConfig, validate_parallel_num
-from ..layers import RMSNorm, SwiGLU, apply_rope, rope_2d_angles, rope_table, sincos_2d
-from ..random import RandomSource
+from ..core.configs import GeneratorConfig, validate_parallel_num
+from ..core.layers import RMSNorm, SwiGLU, apply_rope, rope_2d_angles, rope_table, sincos_2d
+from ..core.random import RandomSource
 from .diffusion_head import DiffusionHead
 from .kv_cache import KVCache
 from .patches import order_for, token_xy

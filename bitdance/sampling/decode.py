@@ -12,11 +12,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..configs import validate_parallel_num
+from ..core.configs import validate_parallel_num
+from ..core.random import RandomSource, as_source
 from ..generator.kv_cache import KVCache
 from ..generator.patches import from_sequence, order_for
 from ..generator.transformer import BitDanceTransformer, Condition, attention_groups, cat_conditions
-from ..random import RandomSource, as_source
 from ..tokenizer.quantizer import binarize, check_bits
 from .inpaint import DEFAULT_EDIT_METHOD, generate_edit
 from .solvers import get_solver, guidance_at

@@ -23,12 +23,12 @@ from collections.abc import Callable
 
 import torch
 
-from ..configs import validate_parallel_num
+from ..core.configs import validate_parallel_num
+from ..core.layers import rope_2d_angles, rope_table
+from ..core.random import RandomSource, as_source
 from ..generator.kv_cache import KVCache
 from ..generator.patches import order_for, token_xy
 from ..generator.transformer import BitDanceTransformer, Condition, attention_groups, cat_conditions
-from ..layers import rope_2d_angles, rope_table
-from ..random import RandomSource, as_source
 from ..tokenizer.quantizer import binarize, check_bits
 from .solvers import NetFn, get_solver, guidance_at
 

@@ -11,8 +11,8 @@ from collections.abc import Callable
 
 import torch
 
+from ..core.random import RandomSource
 from ..generator.diffusion_head import shift_time, to_velocity
-from ..random import RandomSource
 from .head_cache import CachedHead
 
 NetFn = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]

@@ -227,7 +227,7 @@ def register_a1111_routes(app: FastAPI, state: Any, deps: list[Any]) -> None:
         info = await state.wait(job, request)
         if info is None:
             return Response(status_code=499)
-        from ..provenance import a1111_parameters  # noqa: PLC0415
+        from ..pipeline.provenance import a1111_parameters  # noqa: PLC0415
 
         data = info["result"]["data"]
         recipes = [d["metadata"] for d in data]
@@ -304,7 +304,7 @@ def register_a1111_routes(app: FastAPI, state: Any, deps: list[Any]) -> None:
         steps set by `denoising_strength`. The first init image is used (resized to width x height)."""
         from PIL import Image  # noqa: PLC0415
 
-        from ..editing import prepare_edit, vary_known  # noqa: PLC0415
+        from ..pipeline.editing import prepare_edit, vary_known  # noqa: PLC0415
 
         image = decode_base64_image(body.init_images[0], "init_images[0]").convert("RGB")
         size = size_of(body) or (image.height, image.width)
@@ -346,7 +346,7 @@ def register_a1111_routes(app: FastAPI, state: Any, deps: list[Any]) -> None:
     @app.post("/sdapi/v1/png-info", dependencies=deps, tags=tags)
     async def png_info(body: PngInfoRequest) -> dict[str, Any]:
         """The A1111 `parameters` text of a PNG, parsed, plus its other text chunks."""
-        from ..provenance import PARAMETERS_KEY, parse_parameters  # noqa: PLC0415
+        from ..pipeline.provenance import PARAMETERS_KEY, parse_parameters  # noqa: PLC0415
 
         image = decode_base64_image(body.image, "image")
         text = {k: v for k, v in image.info.items() if isinstance(k, str) and isinstance(v, str)}

@@ -512,7 +512,7 @@ def create_app(
             },
         )
 
-    from ..templates import MAX_VALUE_CHARS  # noqa: PLC0415
+    from ..pipeline.templates import MAX_VALUE_CHARS  # noqa: PLC0415
 
     contract_openapi(
         app,

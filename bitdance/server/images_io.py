@@ -1,7 +1,7 @@
 """Images in and out of the HTTP API: uploads (files, base64), masks in two conventions, output formats.
 
 Masks: OpenAI marks the area to edit with fully transparent pixels (alpha 0) of a PNG; AUTOMATIC1111
-marks it white (>= 128 grey). Both become an (H, W) bool "regenerate" mask for `bitdance.editing`.
+marks it white (>= 128 grey). Both become an (H, W) bool "regenerate" mask for `bitdance.pipeline.editing`.
 Outputs: PNG carries the recipe (text chunks, `provenance.png_bytes`); JPEG and WebP are encoded with
 `quality = output_compression` (default 100) and carry no recipe.
 """
@@ -119,7 +119,7 @@ def image_alpha_mask(image: Image.Image) -> np.ndarray | None:
 
 def recipe_of(image: Image.Image) -> dict[str, Any] | None:
     """The bitdance recipe in an uploaded PNG's text chunks, or None."""
-    from ..provenance import RECIPE_FORMAT, RECIPE_KEY  # noqa: PLC0415
+    from ..pipeline.provenance import RECIPE_FORMAT, RECIPE_KEY  # noqa: PLC0415
 
     text = getattr(image, "text", None) or image.info
     raw = text.get(RECIPE_KEY) if isinstance(text, dict) else None
@@ -134,8 +134,8 @@ def recipe_of(image: Image.Image) -> dict[str, Any] | None:
 
 def encode_image(image: Image.Image, recipe: dict[str, Any], fmt: str, compression: int | None) -> bytes:
     """PNG with the recipe, or JPEG / WebP at quality `compression` (default 100); all marked as
-    AI-generated (XMP digital source type, C2PA when configured: `bitdance.marking`)."""
-    from ..provenance import image_bytes  # noqa: PLC0415
+    AI-generated (XMP digital source type, C2PA when configured: `bitdance.pipeline.marking`)."""
+    from ..pipeline.provenance import image_bytes  # noqa: PLC0415
 
     return image_bytes(image, recipe, fmt, 100 if compression is None else compression)
 

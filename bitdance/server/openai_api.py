@@ -290,7 +290,7 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
     async def prepare(
         image: Any, regen: np.ndarray | None, size: tuple[int, int], canvas: Any, p: int
     ) -> Any:
-        from ..editing import prepare_edit, vary_known  # noqa: PLC0415
+        from ..pipeline.editing import prepare_edit, vary_known  # noqa: PLC0415
 
         def work() -> Any:
             if regen is None and canvas is None:
@@ -432,7 +432,7 @@ def register_openai_routes(app: FastAPI, state: Any, gen_request: type, deps: li
             body.pop("steps")
         req = ImageRequest.model_validate({k: v for k, v in body.items() if v is not None}, strict=False)
         spec = state.build(req)
-        from ..editing import vary_known  # noqa: PLC0415
+        from ..pipeline.editing import vary_known  # noqa: PLC0415
 
         grid_tokens = (img_size[0] // pipe.tokenizer.downsample) * (img_size[1] // pipe.tokenizer.downsample)
         keep_steps = int(grid_tokens // p * UNEDITED_KEEP)

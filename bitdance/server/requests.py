@@ -77,7 +77,7 @@ class TemplateCatalog:
 
     def __init__(self, user_file: str | None = None) -> None:
         try:
-            from ..templates import load_templates  # noqa: PLC0415
+            from ..pipeline.templates import load_templates  # noqa: PLC0415
         except ImportError:  # templates module absent: the server offers none
             self.templates: Any = None
         else:
@@ -198,7 +198,7 @@ def _prompt_groups(
 def _check_variable_lengths(
     templates: TemplateCatalog, name: str, sets: list[Any], params: list[str], config: ServerConfig
 ) -> None:
-    from ..templates import MAX_VALUE_CHARS  # noqa: PLC0415
+    from ..pipeline.templates import MAX_VALUE_CHARS  # noqa: PLC0415
 
     t = templates.templates.get(name)
     most = variable_limit(t.text, t.placeholders, prompt_limit(config), MAX_VALUE_CHARS)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..configs import TokenizerConfig
+from ..core.configs import TokenizerConfig
 from .quantizer import binarize, binarize_ste, check_bits
 
 

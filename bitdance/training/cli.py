@@ -92,7 +92,7 @@ def train_tokenizer(argv: list[str]) -> int:
     args = parse_with_config(tokenizer_parser(), argv)
     require_options(args, "data", "out")
     set_threads(args)
-    from ..configs import get_preset
+    from ..core.configs import get_preset
     from .dist import setup
     from .mixture import build_mixture
     from .tokenizer_trainer import TokenizerLossConfig, TokenizerTrainer

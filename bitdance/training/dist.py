@@ -19,7 +19,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from ..random import RandomSource
+from ..core.random import RandomSource
 
 
 @dataclass

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..configs import GeneratorConfig, get_preset
+from ..core.configs import GeneratorConfig, get_preset
 from ..generator.transformer import BitDanceTransformer, TextCondition, TransformerBlock
 from .dist import (
     DistContext,
@@ -256,7 +256,7 @@ class GeneratorTrainer(Trainer):
         model = self.ema_model()  # collective under FSDP: every rank builds it
         if not self.ctx.is_main:
             return {}
-        from ..random import GeneratorSource
+        from ..core.random import GeneratorSource
 
         n = min(256, len(self.eval_store))
         idx = torch.linspace(0, len(self.eval_store) - 1, n).round().long().tolist()

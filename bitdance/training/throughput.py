@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..configs import get_preset
+from ..core.configs import get_preset
 from .dist import DistContext
 from .optim import OptimConfig
 from .tokens import FORMAT, VERSION

@@ -17,7 +17,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader
 
 from ..checkpoint import from_pretrained, save_pretrained
-from ..configs import TokenizerConfig
+from ..core.configs import TokenizerConfig
 from ..data import collate_items
 from ..evaluation.metrics import bit_usage, psnr, ssim
 from ..tokenizer.autoencoder import BinaryAutoencoder

@@ -371,7 +371,7 @@ def extract_main(argv: list[str]) -> int:
     from .options import parse_with_config, require_options
 
     args = parse_with_config(extract_parser(), argv)
-    from ..configs import get_preset
+    from ..core.configs import get_preset
 
     gen = get_preset("generator", args.generator_preset)
     if args.text_len is None:

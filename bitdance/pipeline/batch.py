@@ -209,8 +209,8 @@ def check_items(pipe: Any, items: Sequence[BatchItem], mode: str | None = None) 
 
     Returns the verdicts that flagged a prompt without blocking it (warn mode), one per distinct prompt.
     """
-    from .generator.text_encoder import check_prompts  # noqa: PLC0415
-    from .pipeline import MAX_PROMPT_CHARS  # noqa: PLC0415
+    from ..generator.text_encoder import check_prompts  # noqa: PLC0415
+    from . import MAX_PROMPT_CHARS  # noqa: PLC0415
 
     done: set[str] = set()
     flagged = []

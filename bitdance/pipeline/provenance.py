@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from PIL import Image, PngImagePlugin
 
+from ..checkpoint import atomic_write_bytes
 from . import marking
-from .checkpoint import atomic_write_bytes
 
 RECIPE_KEY = "bitdance"
 PARAMETERS_KEY = "parameters"
@@ -349,8 +349,8 @@ def check_model(recipe: Mapping[str, Any], model_hash: str, force: bool = False)
 
 def replay_arguments(recipe: Mapping[str, Any]) -> dict[str, Any]:
     """Pipeline-call keyword arguments that regenerate the recipe's image."""
+    from ..sampling.decode import KnownTokens  # noqa: PLC0415
     from .postprocess import steps_to_options  # noqa: PLC0415
-    from .sampling.decode import KnownTokens  # noqa: PLC0415
 
     need = (
         "height",

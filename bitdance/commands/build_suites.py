@@ -21,8 +21,8 @@ from typing import Any
 
 from ..core.expectations import SCENE_CATEGORY, expect_from_scene
 from ..core.vocabulary import COLOURS, FASHION_CLASSES
-from .caption_templates import emoji_caption, fashion_caption
-from .shapes import caption_scene, paraphrases, sample_scene
+from ..data.caption_templates import emoji_caption, fashion_caption
+from ..data.shapes import caption_scene, paraphrases, sample_scene
 
 SUITE_SEED = "bitdance/eval-suite/v1"
 EMOJI_MONITOR_SEED = "bitdance/emoji-val/v1"  # the seed strings keep their first names: same files

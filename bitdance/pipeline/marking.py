@@ -46,7 +46,7 @@ def creator_tool(recipe: Mapping[str, Any]) -> str:
 
 
 def _version(recipe: Mapping[str, Any]) -> str:
-    from . import __version__  # noqa: PLC0415
+    from .. import __version__  # noqa: PLC0415
 
     return str(recipe.get("bitdance_version") or __version__)
 

@@ -25,18 +25,19 @@ import numpy as np
 import torch
 from PIL import Image
 
-from . import __version__, editing
-from .checkpoint import CheckpointError, atomic_write_bytes, from_pretrained, save_pretrained
-from .configs import TOKENIZER_PRESETS, get_preset
-from .core.atomic import atomic_folder
-from .generator.patches import from_sequence
-from .generator.text_encoder import build_text_encoder, check_prompts
-from .generator.transformer import BitDanceTransformer, Condition, TextCondition
+from .. import __version__
+from ..checkpoint import CheckpointError, atomic_write_bytes, from_pretrained, save_pretrained
+from ..core.atomic import atomic_folder
+from ..core.configs import TOKENIZER_PRESETS, get_preset
+from ..core.random import GeneratorSource, PerItemSource, RandomSource
+from ..generator.patches import from_sequence
+from ..generator.text_encoder import build_text_encoder, check_prompts
+from ..generator.transformer import BitDanceTransformer, Condition, TextCondition
+from ..sampling.decode import KnownTokens, SamplingOptions, generate_bits
+from ..tokenizer.autoencoder import BinaryAutoencoder
+from . import editing
 from .postprocess import apply_steps, build_steps
 from .provenance import check_model, known_record, make_recipe, read_recipe, replay_arguments, save_png
-from .random import GeneratorSource, PerItemSource, RandomSource
-from .sampling.decode import KnownTokens, SamplingOptions, generate_bits
-from .tokenizer.autoencoder import BinaryAutoencoder
 
 INDEX_NAME = "model_index.json"
 DEFAULT_MODEL = "bitdance-mini"
@@ -266,7 +267,7 @@ class BitDancePipeline(editing.EditingMixin):
     # ------------------------------------------------------------------ content filter
     def content_filter(self, mode: str | None = None) -> Any:
         """The injected filter, or the built-in rules in `mode` (default: `filter_mode`)."""
-        from .safety import ContentFilter  # noqa: PLC0415
+        from ..safety import ContentFilter  # noqa: PLC0415
 
         mode = _check_filter_mode(mode or self.filter_mode)
         if self.safety is not None and mode == getattr(self.safety, "mode", mode):
@@ -275,7 +276,7 @@ class BitDancePipeline(editing.EditingMixin):
 
     def check_prompts_filter(self, prompts: Sequence[str], mode: str | None = None) -> list[Any]:
         """Verdicts for `prompts`; a blocked one raises PromptBlockedError (ValueError) naming the rule."""
-        from .safety import PromptBlockedError  # noqa: PLC0415
+        from ..safety import PromptBlockedError  # noqa: PLC0415
 
         flt = self.content_filter(mode)
         verdicts = [flt.check(p) for p in prompts]

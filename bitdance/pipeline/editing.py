@@ -30,9 +30,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
-from .generator.patches import order_for
-from .sampling.decode import KnownTokens
-from .sampling.inpaint import DEFAULT_EDIT_METHOD, check_method
+from ..generator.patches import order_for
+from ..sampling.decode import KnownTokens
+from ..sampling.inpaint import DEFAULT_EDIT_METHOD, check_method
 
 
 def _open(path: str | os.PathLike, what: str) -> Image.Image:
