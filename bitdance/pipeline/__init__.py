@@ -52,7 +52,7 @@ class PromptTruncatedWarning(UserWarning):
 
 
 def models_dir() -> Path:
-    return Path(__file__).resolve().parent / "assets" / "models"
+    return Path(__file__).resolve().parents[1] / "assets" / "models"
 
 
 def resolve_model(name_or_path: str | os.PathLike) -> Path:
