@@ -122,7 +122,7 @@ def load_pipeline(model: str, device: str, filter_mode: str | None, rules_file: 
 
 
 def _replay(args: Any) -> int:
-    from ..pipeline.provenance import read_recipe  # noqa: PLC0415
+    from ..pipeline.provenance import is_marked, read_recipe  # noqa: PLC0415
 
     given = [o for o in _RECIPE_OPTIONS if getattr(args, o) not in (None, [], False)]
     if args.prompt is not None or given:
@@ -139,6 +139,7 @@ def _replay(args: Any) -> int:
             raise
         raise ValueError(f"{e}; pass --model NAME_OR_FOLDER to choose the model to replay with") from None
     out = pipe.replay(recipe, force=args.force, filter_mode=args.filter_mode)
+    out.marked = is_marked(args.replay)  # a PNG made before marking existed is reproduced as it was
     out.save(path, 0)
     print(path)
     return 0

@@ -37,7 +37,15 @@ from ..sampling.decode import KnownTokens, SamplingOptions, generate_bits
 from ..tokenizer.autoencoder import BinaryAutoencoder
 from . import editing
 from .postprocess import apply_steps, build_steps
-from .provenance import check_model, known_record, make_recipe, read_recipe, replay_arguments, save_png
+from .provenance import (
+    check_model,
+    is_marked,
+    known_record,
+    make_recipe,
+    read_recipe,
+    replay_arguments,
+    save_png,
+)
 
 INDEX_NAME = "model_index.json"
 DEFAULT_MODEL = "bitdance-mini"
@@ -89,6 +97,9 @@ class PipelineOutput:
     verdicts: list[Any] = field(default_factory=list)
     settings: dict[str, Any] = field(default_factory=dict)
     recipes: list[dict[str, Any]] = field(default_factory=list)
+    # AI-content marking (XMP, C2PA when configured) on save; False only for the replay of a PNG made before
+    # marking existed, so that the replay reproduces that file byte for byte (it never carried the marking)
+    marked: bool = True
 
     def save(self, path: str | os.PathLike, index: int = 0) -> Path:
         """Write image `index` as a PNG carrying its recipe (atomic). Needs output_type 'pil' or 'np'."""
@@ -97,7 +108,7 @@ class PipelineOutput:
             img = Image.fromarray(img)
         if not isinstance(img, Image.Image):
             raise ValueError("save() needs output_type='pil' or 'np'")
-        return save_png(img, path, self.recipes[index])
+        return save_png(img, path, self.recipes[index], mark=self.marked)
 
 
 ProgressCallback = Callable[[dict[str, Any]], None]
@@ -626,7 +637,7 @@ class BitDancePipeline(editing.EditingMixin):
         size = (kw.pop("height"), kw.pop("width"))
         if kw.get("known") is not None:  # recipes from before edit methods were recorded: "substitute"
             kw["known"].method = editing.check_method(recipe["known"].get("method", "substitute"))
-        return self.generate_with_known(
+        out = self.generate_with_known(
             kw.pop("prompt", None),
             kw.pop("class_labels", None),
             size,
@@ -634,6 +645,9 @@ class BitDancePipeline(editing.EditingMixin):
             recipe.get("edit"),
             kw,
         )
+        if not isinstance(recipe_or_png, dict):  # a PNG made before marking existed is reproduced as it was
+            out.marked = is_marked(recipe_or_png)
+        return out
 
     def _seeds(self, seed: Any, generator: Any, count: int) -> tuple[list[int | None], RandomSource]:
         if generator is not None and seed is not None:

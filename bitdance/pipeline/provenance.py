@@ -212,13 +212,23 @@ def parse_parameters(text: str) -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- PNG I/O
-def png_bytes(image: Image.Image, recipe: Mapping[str, Any]) -> bytes:
-    """Encode `image` as PNG with the `parameters`, `bitdance` and XMP text chunks (+ C2PA if configured)."""
-    return image_bytes(image, recipe, "png")
+def png_bytes(image: Image.Image, recipe: Mapping[str, Any], mark: bool = True) -> bytes:
+    """Encode `image` as PNG with the `parameters`, `bitdance` and XMP text chunks (+ C2PA if configured);
+    `mark=False` (replays of PNGs made before marking existed only) leaves the marking out."""
+    return image_bytes(image, recipe, "png", mark=mark)
+
+
+def is_marked(path: str | Path) -> bool:
+    """True when a PNG carries our XMP marking chunk (every image since marking exists)."""
+    return marking.XMP_KEY in read_png_text(path)
 
 
 def image_bytes(
-    image: Image.Image, recipe: Mapping[str, Any], fmt: str = "png", quality: int | None = None
+    image: Image.Image,
+    recipe: Mapping[str, Any],
+    fmt: str = "png",
+    quality: int | None = None,
+    mark: bool = True,
 ) -> bytes:
     """Encode `image` as png / jpeg / webp, marked as AI-generated (XMP; C2PA when configured).
 
@@ -226,8 +236,8 @@ def image_bytes(
     """
     if fmt not in marking.MIME:
         raise ValueError(f"image format must be one of {', '.join(marking.MIME)}, got {fmt!r}")
-    creds = marking.configured_credentials()
-    xmp = marking.xmp_packet(recipe)
+    creds = marking.configured_credentials() if mark else None
+    xmp = marking.xmp_packet(recipe) if mark else None
     buf = io.BytesIO()
     if fmt == "png":
         info = PngImagePlugin.PngInfo()
@@ -235,11 +245,14 @@ def image_bytes(
         info.add_text(
             RECIPE_KEY, json.dumps(recipe, sort_keys=True, ensure_ascii=True, separators=(",", ":"))
         )
-        info.add_itxt(marking.XMP_KEY, xmp.decode("utf-8"), zip=False)  # XMP spec: uncompressed iTXt
+        if xmp is not None:
+            info.add_itxt(marking.XMP_KEY, xmp.decode("utf-8"), zip=False)  # XMP spec: uncompressed iTXt
         image.save(buf, format="PNG", pnginfo=info)
     else:
         kw: dict[str, Any] = {"quality": quality} if quality is not None else {}
-        image.convert("RGB").save(buf, format=fmt.upper(), xmp=xmp, **kw)
+        if xmp is not None:
+            kw["xmp"] = xmp
+        image.convert("RGB").save(buf, format=fmt.upper(), **kw)
     data = buf.getvalue()
     return marking.c2pa_sign(data, fmt, recipe, creds) if creds is not None else data
 
@@ -248,12 +261,12 @@ class OutputWriteError(OSError, ValueError):
     """An output file could not be written; the message names the path the caller gave."""
 
 
-def save_png(image: Image.Image, path: str | Path, recipe: Mapping[str, Any]) -> Path:
+def save_png(image: Image.Image, path: str | Path, recipe: Mapping[str, Any], mark: bool = True) -> Path:
     """Atomically write `image` with its recipe to `path` (temp file + rename; never a partial file)."""
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"output {path} must be a .png file (the recipe is stored in PNG text chunks)")
-    data = png_bytes(image, recipe)
+    data = png_bytes(image, recipe, mark=mark)
     try:
         atomic_write_bytes(path, data)  # removes its temp file on failure
     except OSError as e:

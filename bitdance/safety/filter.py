@@ -60,6 +60,11 @@ class Verdict:
         d["matched"] = list(self.matched)
         d["spans"] = [list(s) for s in self.spans]
         d["exceptions"] = list(self.exceptions)
+        # the semantic layer's fields appear only when it decided: verdicts of the rules alone keep the
+        # shape they had before the layer existed (recipes in PNGs, and so byte-identical replays)
+        for key in ("nearest", "similarity"):
+            if d.get(key) is None:
+                d.pop(key, None)
         return d
 
 
