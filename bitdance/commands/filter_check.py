@@ -73,8 +73,8 @@ def main(argv: list[str]) -> int:
 EVAL_PROMPTS = (
     "prompts_default.jsonl",
     "prompts_paraphrase.jsonl",
-    "prompts_emoji_val.jsonl",
-    "prompts_shapes_val.jsonl",
+    "prompts_emoji_monitor.jsonl",
+    "prompts_shapes_monitor.jsonl",
 )
 
 
