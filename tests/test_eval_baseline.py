@@ -98,7 +98,7 @@ def test_bench_vs_diffusion_in_one_run(trained, tmp_path, capsys):
                 str(trained),
                 "--n",
                 "6",
-                "--batch-size",
+                "--vs-batch-size",
                 "3",
                 "--steps",
                 "1",

@@ -185,7 +185,9 @@ def build_bench_parser() -> argparse.ArgumentParser:
     v.add_argument("--baseline", help="baseline folder (bitdance train-baseline train)")
     v.add_argument("--baseline-steps", type=_int_list, default=[50, 20], help="DDIM steps (default 50,20)")
     v.add_argument("--baseline-cfg", type=float, default=1.0, help="baseline guidance scale (default 1)")
-    v.add_argument("--batch-size", type=int, default=16, help="batch size of the comparison (default 16)")
+    v.add_argument(
+        "--vs-batch-size", type=int, default=16, help="images per call in the comparison (default 16)"
+    )
     v.add_argument("--cache-dir")
     _data(p, 500)
     _common(p, "runs/eval/bench")
@@ -403,7 +405,7 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
             base,
             real,
             args.seed,
-            args.batch_size,
+            args.vs_batch_size,
             sampling,
             args.baseline_steps,
             args.baseline_cfg,
@@ -417,7 +419,7 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
             seeds=f"{args.seed}..{args.seed + args.n - 1}",
             samples=args.n,
             data=real.key,
-            batch_size=args.batch_size,
+            batch_size=args.vs_batch_size,
         )
         pngs = versus_plots(res)
         for s in res["systems"]:
@@ -503,9 +505,10 @@ def _check_common(args: argparse.Namespace) -> None:
     n = getattr(args, "n", None)
     if n is not None and n < 2:
         raise ValueError(f"--n must be >= 2, got {n}")
-    bs = getattr(args, "batch_size", None)
-    if bs is not None and not 1 <= bs <= 64:
-        raise ValueError(f"--batch-size must be in 1..64, got {bs}")
+    for flag in ("batch_size", "vs_batch_size"):
+        bs = getattr(args, flag, None)
+        if bs is not None and not 1 <= bs <= 64:
+            raise ValueError(f"--{flag.replace('_', '-')} must be in 1..64, got {bs}")
 
 
 def run_verb(verb: str, argv: list[str]) -> int:
