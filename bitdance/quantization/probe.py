@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    from .model import load_pipeline, release_freed_memory
+    from ..checkpoint import release_freed_memory
+    from .model import load_pipeline
 
     mib = 1 / 1024
     rss_import = _status_kib("VmRSS")
