@@ -16,8 +16,9 @@ from ..core.configs import validate_parallel_num
 from ..core.random import RandomSource, as_source
 from ..generator.kv_cache import KVCache
 from ..generator.patches import from_sequence, order_for
-from ..generator.transformer import BitDanceTransformer, Condition, attention_groups, cat_conditions
+from ..generator.transformer import BitDanceTransformer, Condition, attention_groups
 from ..tokenizer.quantizer import binarize, check_bits
+from .guidance import any_guidance, guided_condition
 from .inpaint import DEFAULT_EDIT_METHOD, generate_edit
 from .solvers import get_solver, guidance_at
 
@@ -75,12 +76,6 @@ class KnownTokens:
     bits: torch.Tensor
     keep: torch.Tensor
     method: str = DEFAULT_EDIT_METHOD
-
-
-def _guided(options: SamplingOptions, total: int) -> bool:
-    return any(
-        guidance_at(i, total, options.guidance_scale, options.guidance_schedule) != 1.0 for i in range(total)
-    )
 
 
 def generate_bits(
@@ -142,12 +137,8 @@ def _generate(
         known_seq = known.bits.to(device).flatten(2).transpose(1, 2)[:, order]
         keep_seq = known.keep.to(device).flatten(1)[:, order]
 
-    guided = _guided(options, steps_total)
-    if negative is not None and model.check_condition(negative) != b:
-        raise ValueError("negative condition must have one entry per item")
-    uncond = negative if negative is not None else model.null_condition(b, device)
-    full_cond = cat_conditions(cond, uncond) if guided else cond
-    rows = 2 * b if guided else b
+    guided = any_guidance(options, steps_total)
+    full_cond, rows = guided_condition(model, cond, negative, b, device, guided)
     solver = get_solver(options.solver)
 
     cache = KVCache(cfg.n_layer)

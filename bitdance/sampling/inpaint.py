@@ -28,8 +28,9 @@ from ..core.layers import rope_2d_angles, rope_table
 from ..core.random import RandomSource, as_source
 from ..generator.kv_cache import KVCache
 from ..generator.patches import order_for, token_xy
-from ..generator.transformer import BitDanceTransformer, Condition, attention_groups, cat_conditions
+from ..generator.transformer import BitDanceTransformer, Condition, attention_groups
 from ..tokenizer.quantizer import binarize, check_bits
+from .guidance import any_guidance, guided_condition
 from .solvers import NetFn, get_solver, guidance_at
 
 EDIT_METHODS = ("kept_first", "joint", "substitute")
@@ -105,15 +106,8 @@ def generate_edit(
     keep_seq = keep_raster[:, order]  # (B, N)
     kept_patch = keep_seq.view(b, steps_total, p).all(-1).all(0)  # (K,) kept in every item: no sampling
 
-    guided = any(
-        guidance_at(i, steps_total, options.guidance_scale, options.guidance_schedule) != 1.0
-        for i in range(steps_total)
-    )
-    if negative is not None and model.check_condition(negative) != b:
-        raise ValueError("negative condition must have one entry per item")
-    uncond = negative if negative is not None else model.null_condition(b, device)
-    full_cond = cat_conditions(cond, uncond) if guided else cond
-    rows = 2 * b if guided else b
+    guided = any_guidance(options, steps_total)
+    full_cond, rows = guided_condition(model, cond, negative, b, device, guided)
     solver = get_solver(options.solver)
 
     cache = KVCache(cfg.n_layer)
