@@ -171,23 +171,78 @@ def test_inception_forward_shape(tmp_path):
         assert FIDInceptionV3().eval().features(torch.zeros(1, 3, 32, 32)).shape == (1, 2048)
 
 
-def test_fid_bootstrap_interval_is_deterministic_and_brackets_the_spread():
+def _gauss_pair(g, n, d, shift, scale):
+    real = torch.randn(n, d, generator=g, dtype=torch.float64)
+    return real, torch.randn(n, d, generator=g, dtype=torch.float64) * scale + shift
+
+
+def _with_replacement_interval(real, fake, reps, seed):
+    """The interval shipped before: percentile bootstrap of FID over items drawn with replacement."""
+    g = torch.Generator().manual_seed(seed)
+    idx = [torch.randint(len(real), (len(real),), generator=g) for _ in range(reps)]
+    vals = torch.tensor([metrics._frechet(real[i], fake[i]) for i in idx], dtype=torch.float64)
+    lo, hi = torch.quantile(vals, torch.tensor([0.025, 0.975], dtype=torch.float64))
+    return float(lo), float(hi)
+
+
+def _repeat(n, d, shift, scale, trials, reps):
+    """E[FID_N] and population FID of two Gaussians, then per trial: FID_N, old and new intervals."""
     g = torch.Generator().manual_seed(0)
-    real = torch.randn(400, 8, generator=g, dtype=torch.float64)
-    fake = torch.randn(400, 8, generator=g, dtype=torch.float64) + 0.5  # FID ~ 8 * 0.25 = 2
-    # the fast Frechet distance of the bootstrap agrees with torchmetrics on the full sample
+    population = d * shift**2 + d * (1 - scale) ** 2
+    draws = torch.tensor([metrics._frechet(*_gauss_pair(g, n, d, shift, scale)) for _ in range(200)])
+    out = []
+    for k in range(trials):
+        real, fake = _gauss_pair(g, n, d, shift, scale)
+        new = metrics.fid_half_sample_interval(real, fake, reps=reps, seed=k)
+        out.append((new, _with_replacement_interval(real, fake, reps, k)))
+    return float(draws.mean()), float(draws.std()), population, out
+
+
+def test_fid_half_sample_interval_is_centred_where_the_with_replacement_bootstrap_is_biased():
+    # N ~ D: the small-sample term dominates (E[FID_N] ~ 4 x the population FID of 1.04)
+    mean_n, _, population, trials = _repeat(200, 32, 0.15, 1.1, trials=30, reps=60)
+    assert mean_n > 3 * population
+    old_cover = sum(lo <= mean_n <= hi for _, (lo, hi) in trials) / len(trials)
+    new_cover = sum(t["low"] <= mean_n <= t["high"] for t, _ in trials) / len(trials)
+    # duplicates inflate every resampled FID: the old interval lies above FID_N and misses E[FID_N]
+    assert all(lo > t["fid"] for t, (lo, _) in trials) and old_cover <= 0.1
+    assert new_cover >= 0.9
+    for t, _ in trials:  # centred: FID_N inside, the two arms within a factor 2 of each other
+        below, above = t["fid"] - t["low"], t["high"] - t["fid"]
+        assert below > 0 and above > 0 and 0.5 < below / above < 2
+        assert t["fid_infinity"] == pytest.approx(t["fid"] - t["bias_estimate"])
+    # the 1/N extrapolation removes the bias: close to the population FID, and its interval covers it
+    inf = [t["fid_infinity"] for t, _ in trials]
+    assert sum(inf) / len(inf) == pytest.approx(population, rel=0.3)
+    assert sum(lo <= population <= hi for lo, hi in (t["fid_infinity_ci95"] for t, _ in trials)) >= 27
+
+
+def test_fid_half_sample_interval_matches_the_spread_of_fid_over_fresh_samples():
+    # N >> D, clear shift: the linear term dominates and the half-sample spread is the sampling spread
+    mean_n, sd_n, _, trials = _repeat(400, 8, 0.5, 1.0, trials=30, reps=60)
+    widths = [t["high"] - t["low"] for t, _ in trials]
+    assert sum(widths) / len(widths) / (2 * 1.96 * sd_n) == pytest.approx(1.0, abs=0.3)
+    assert sum(t["low"] <= mean_n <= t["high"] for t, _ in trials) / len(trials) >= 0.8
+
+
+def test_fid_half_sample_interval_is_deterministic_and_checks_its_input():
+    g = torch.Generator().manual_seed(0)
+    real, fake = _gauss_pair(g, 400, 8, 0.5, 1.0)  # FID ~ 8 * 0.25 = 2
+    # the fast Frechet distance of the interval agrees with torchmetrics on the full sample
     assert metrics._frechet(real, fake) == pytest.approx(metrics.fid(real, fake), rel=1e-6)
     wide_r = torch.randn(30, 64, generator=g, dtype=torch.float64)  # N < D: the N x N path
     wide_f = torch.randn(30, 64, generator=g, dtype=torch.float64) * 1.2
     assert metrics._frechet(wide_r, wide_f) == pytest.approx(metrics.fid(wide_r, wide_f), rel=1e-5)
-    a = metrics.fid_bootstrap(real, fake, reps=50, seed=3)
-    assert a == metrics.fid_bootstrap(real, fake, reps=50, seed=3)
-    assert 0 < a["low"] < a["high"] and a["low"] < 2.0 * 1.5 and a["high"] > 2.0 / 1.5
-    # a far-apart pair gets an interval far above a close pair's
-    far = metrics.fid_bootstrap(real, fake + 3, reps=50)
+    a = metrics.fid_half_sample_interval(real, fake, reps=50, seed=3)
+    assert a == metrics.fid_half_sample_interval(real, fake, reps=50, seed=3)
+    assert a["method"] == "half-samples" and a["half_size"] == 200
+    assert a["low"] < a["fid"] < a["high"]
+    far = metrics.fid_half_sample_interval(real, fake + 3, reps=50)
     assert far["low"] > a["high"]
     with pytest.raises(ValueError, match="equal set sizes"):
-        metrics.fid_bootstrap(real, fake[:-1])
+        metrics.fid_half_sample_interval(real, fake[:-1])
+    with pytest.raises(ValueError, match="N >= 6"):
+        metrics.fid_half_sample_interval(real[:4], fake[:4])
 
 
 def test_mean_bootstrap_interval_contains_the_mean_and_shrinks_with_n():

@@ -140,6 +140,12 @@ def build_eval_parser() -> argparse.ArgumentParser:
         "prompt, the report also gives each split)",
     )
     a.add_argument("--seeds", type=_int_list, default=[0, 1, 2, 3], help="seeds per prompt (default 0,1,2,3)")
+    a.add_argument(
+        "--limit",
+        type=int,
+        help="smoke runs only: the first N prompts of each category (and split); the report says so and "
+        "`bitdance adherence-report results` refuses it without --allow-limited",
+    )
     _sampling(a)
     _common(a, "runs/eval/adherence")
     e = sub.add_parser("edit", help="edit benchmark: context-dependent edits, fidelity, sensitivity, time")
@@ -336,6 +342,8 @@ def run_adherence(args: argparse.Namespace, argv: list[str]) -> int:
     from .report import recipe
 
     specs = load_suite(args.prompts, split=args.split)
+    if args.limit is not None:
+        specs = first_per_category(specs, args.limit)
     pipe = _pipeline(args)
     sampling = _sampling_kwargs(args)
     res = evaluate_adherence(pipe, specs, args.seeds, args.batch_size, sampling)
@@ -348,6 +356,7 @@ def run_adherence(args: argparse.Namespace, argv: list[str]) -> int:
         seeds=args.seeds,
         prompts=str(suite_path(args.prompts)),
         split=args.split,
+        **({"limit": args.limit} if args.limit is not None else {}),
         num_prompts=len(specs),
         samples=len(specs) * len(args.seeds),
     )
@@ -364,6 +373,20 @@ def run_adherence(args: argparse.Namespace, argv: list[str]) -> int:
         )
     )
     return _finish(args, "eval-adherence", res, rec, adherence_markdown(res, rec), pngs, summary)
+
+
+def first_per_category(specs: list[Any], limit: int) -> list[Any]:
+    """The first ``limit`` prompts of each (split, category), in file order (smoke runs)."""
+    if limit < 1:
+        raise ValueError(f"--limit must be >= 1, got {limit}")
+    seen: dict[tuple[Any, str], int] = {}
+    kept = []
+    for s in specs:
+        key = (s.split, s.category)
+        if seen.get(key, 0) < limit:
+            seen[key] = seen.get(key, 0) + 1
+            kept.append(s)
+    return kept
 
 
 def run_edit(args: argparse.Namespace, argv: list[str]) -> int:
