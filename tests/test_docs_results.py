@@ -297,9 +297,11 @@ def test_collect_reads_every_number_from_the_raw_reports(tmp_path: Path) -> None
     assert t["machine"] == {"cpu": "x"} and t["created"] == "2026-01-01T00:00:00Z"
     per_p = reports["quality_per_p"]["tables"]["per_p"]["rows"]
     assert [r[:4] for r in per_p] == [
-        ["P=4", "2.54", "[2.10, 2.90]", "-"],
+        ["P=1", "not measured yet", "-", "-"],
+        ["P=4 (default)", "2.54", "[2.10, 2.90]", "(default)"],
         ["P=16", "2.66", "[2.10, 2.90]", "yes"],
     ]
+    assert per_p[1][-1] == "with-replacement bootstrap (biased up)"  # an interval without a method
     with pytest.raises(FileNotFoundError):
         collect(tmp_path / "nothing", tmp_path / "results")
 

@@ -362,7 +362,8 @@ def test_result_files_in_the_shared_format(tmp_path):
     assert "prompt_accuracy" not in doc["metrics"]
     m = json.loads((tmp_path / "results" / "adherence_freeform_matrix.json").read_text())
     rows = m["tables"]["by_parallel_test"]["rows"]
-    assert [r[0] for r in rows] == ["P=4, 20 steps (defaults)", "P=16"] and rows[1][-2] == "no"
+    assert [r[0] for r in rows] == ["P=1", "P=4, 20 steps (defaults)", "P=16"] and rows[2][-2] == "no"
+    assert rows[0][1] == "not measured yet"  # a setting without a run says so
 
 
 def test_cli_split_errors_are_one_line(capsys):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -152,10 +153,29 @@ def run_result(report: dict[str, Any], name: str) -> tuple[dict[str, Any], dict[
     return rec, _lean(s), tables
 
 
+NOT_MEASURED = "not measured yet"
+LONG_SUFFIX = "_by_category"
+LONG_COLUMNS = [
+    "category",
+    "setting",
+    "accuracy (fraction)",
+    "95% CI",
+    "prompts",
+    "images",
+    "CI overlaps defaults",
+]
+
+
 def comparison_tables(runs: dict[str, dict[str, Any]], part: str) -> dict[str, Any]:
-    """Per comparison: one row per setting (overall and per category, "acc [lo, hi]"), and whether its
-    overall interval overlaps the defaults' one. ``part``: 'all' or a split name."""
-    from .intervals import compare
+    """Per comparison, two tables of the settings against the defaults (P=4, 20 steps, fp32):
+
+    - ``<id>``: one row per setting, overall and per category ("acc [lo, hi]"), and whether its overall
+      interval overlaps the defaults' one;
+    - ``<id>_by_category``: one row per (category, setting) with n (prompts, images), the 95 % interval and
+      whether it overlaps the defaults' interval of that category; the overall row last.
+
+    A setting without a run gets a "not measured yet" row. ``part``: 'all' or a split name."""
+    from .intervals import intervals_overlap
 
     def pick(setting: str) -> dict[str, Any] | None:
         s = runs.get(setting)
@@ -166,69 +186,120 @@ def comparison_tables(runs: dict[str, dict[str, Any]], part: str) -> dict[str, A
     tables: dict[str, Any] = {}
     for table_id, base, settings in COMPARISONS:
         b = pick(base)
-        present = [st for st in settings if pick(st) is not None]
-        if b is None or len(present) < 2:
+        if b is None:
             continue
         cats = sorted(b["categories"])
         cols = ["setting", "overall (fraction)", "95% CI", *cats, "overlaps defaults", "images"]
-        rows = []
-        for st in present:
-            s = pick(st)
-            cmp = compare(b, s)
+        wide, long_rows = [], []
+        for st in settings:
+            s, label = pick(st), SETTING_LABELS.get(st, st)
+            if s is None:
+                wide.append([label, NOT_MEASURED, "-", *["-"] * len(cats), "-", "-"])
+                continue
             cells = [
                 f"{s['categories'][c]['accuracy']:.3f} {_ci(s['categories'][c]['ci95'])}"
                 if c in s["categories"]
                 else "-"
                 for c in cats
             ]
-            overlap = "(defaults)" if st == base else ("yes" if cmp["intervals_overlap"] else "no")
-            rows.append(
-                [
-                    SETTING_LABELS.get(st, st),
-                    f"{s['overall']:.3f}",
-                    _ci(s["overall_ci95"]),
-                    *cells,
-                    overlap,
-                    s["images"],
-                ]
-            )
-        tables[table_id] = {"columns": cols, "rows": rows}
+            over = intervals_overlap(b["overall_ci95"], s["overall_ci95"])
+            overlap = "(defaults)" if st == base else ("yes" if over else "no")
+            wide.append([label, f"{s['overall']:.3f}", _ci(s["overall_ci95"]), *cells, overlap, s["images"]])
+        for cat in [*cats, None]:
+            for st in settings:
+                s, label = pick(st), SETTING_LABELS.get(st, st)
+                name = cat or "overall (mean of categories)"
+                if s is None or (cat is not None and cat not in s["categories"]):
+                    long_rows.append([name, label, NOT_MEASURED, "-", "-", "-", "-"])
+                    continue
+                overall = {**s, "accuracy": s["overall"], "ci95": s["overall_ci95"]}
+                v = s["categories"][cat] if cat else overall
+                ref = b["categories"].get(cat) if cat else {"ci95": b["overall_ci95"]}
+                over = "-" if ref is None else ("yes" if intervals_overlap(ref["ci95"], v["ci95"]) else "no")
+                long_rows.append(
+                    [
+                        name,
+                        label,
+                        f"{v['accuracy']:.3f}",
+                        _ci(v["ci95"]),
+                        v["prompts"],
+                        v["images"],
+                        "(defaults)" if st == base else over,
+                    ]
+                )
+        tables[table_id] = {"columns": cols, "rows": wide}
+        tables[f"{table_id}{LONG_SUFFIX}"] = {"columns": LONG_COLUMNS, "rows": long_rows}
     return tables
 
 
-def write_results(runs_dir: str | Path, out_dir: str | Path) -> list[Path]:
+def _is_limited(recipe: dict[str, Any]) -> bool:
+    return recipe.get("limit") is not None
+
+
+def write_results(runs_dir: str | Path, out_dir: str | Path, allow_limited: bool = False) -> list[Path]:
     """docs/results/adherence_<suite>_<setting>.json per run found in ``runs_dir`` (folders named
-    <suite>-<setting>, as scripts/eval_adherence_matrix.sh writes them), plus adherence_<suite>_matrix.json
-    with the comparison tables."""
+    <suite>-<setting>, as scripts/eval_default_model.sh writes them), then the comparison reports
+    adherence_<suite>_matrix.json from every per-setting report in ``out_dir`` (``write_matrices``).
+    A smoke run (``--limit``) is refused unless ``allow_limited``."""
     runs_dir, out_dir = Path(runs_dir), Path(out_dir)
-    found: dict[str, dict[str, dict[str, Any]]] = {}
+    if not runs_dir.is_dir():
+        raise FileNotFoundError(f"no adherence run folder {str(runs_dir)!r}")
     written = []
     for rep in sorted(runs_dir.glob("*-*/report.json")):
         suite, setting = rep.parent.name.rsplit("-", 1)
         report = json.loads(rep.read_text())
+        if _is_limited(report["recipe"]) and not allow_limited:
+            raise ValueError(
+                f"{rep} is a smoke run (--limit {report['recipe']['limit']}): not a reportable result; "
+                "rerun without --limit, or pass --allow-limited for a preview"
+            )
         name = f"adherence_{suite}_{setting}"
         rec, metrics, tables = run_result(report, name)
         written.append(write_result(out_dir / f"{name}.json", name, rec, metrics, tables))
-        found.setdefault(suite, {})[setting] = report["results"]["summary"]
-        found[suite][setting]["_recipe"] = report["recipe"]
-    for suite, runs in sorted(found.items()):
+    return written + write_matrices(out_dir)
+
+
+def write_matrices(out_dir: str | Path) -> list[Path]:
+    """adherence_<suite>_matrix.json from the committed per-setting reports adherence_<suite>_<setting>.json
+    of ``out_dir``. Only settings measured on the same weights as the defaults run (``p4``, same model
+    hash) are compared; the int8 run is of quantized weights (its own hash) and is taken as it is."""
+    out_dir = Path(out_dir)
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for path in sorted(out_dir.glob("adherence_*_*.json")):
+        suite, setting = path.stem[len("adherence_") :].rsplit("_", 1)
+        if setting == "matrix" or setting not in SETTING_LABELS:
+            continue
+        doc = json.loads(path.read_text())
+        found.setdefault(suite, {})[setting] = doc
+    written = []
+    for suite, docs in sorted(found.items()):
+        base = docs.get("p4")
+        if base is None:
+            continue
+        h = base["recipe"].get("model_hash")
+        kept = {
+            st: d for st, d in docs.items() if st == "int8" or h is None or d["recipe"].get("model_hash") == h
+        }
+        runs = {st: d["metrics"] for st, d in kept.items()}
         parts = ["all", *sorted({sp for s in runs.values() for sp in s.get("splits", {})})]
         tables: dict[str, Any] = {}
         for part in parts:
             for tid, t in comparison_tables(runs, part).items():
-                tables[f"{tid}_{part}"] = t
-        base = runs.get("p4") or next(iter(runs.values()))
+                long = tid.endswith(LONG_SUFFIX)
+                tables[f"{tid.removesuffix(LONG_SUFFIX)}_{part}{LONG_SUFFIX if long else ''}"] = t
         rec = {
-            "command": f"scripts/eval_adherence_matrix.sh; bitdance adherence-report "
-            f"results {runs_dir} {out_dir}",
-            "runs": {st: s["_recipe"]["command"] for st, s in sorted(runs.items())},
-            "model": base["_recipe"].get("model"),
-            "model_hash": base["_recipe"].get("model_hash"),
-            "seeds": base["_recipe"].get("seeds"),
+            "command": "scripts/eval_default_model.sh; bitdance adherence-report results runs/eval/adh "
+            "docs/results",
+            "runs": {st: d["recipe"].get("command") for st, d in sorted(kept.items())},
+            "model": base["recipe"].get("model"),
+            "model_hash": h,
+            "int8_model_hash": kept["int8"]["recipe"].get("model_hash") if "int8" in kept else None,
+            "ignored_other_weights": sorted(set(docs) - set(kept)),
+            "seeds": base["recipe"].get("seeds"),
             "comparison": "each setting against the defaults (P=4, 20 steps, fp32); 'overlaps defaults' = "
-            "whether the overall 95% bootstrap intervals overlap",
-            "machine": base["_recipe"].get("machine"),
-            "utc": max(s["_recipe"].get("utc", "") for s in runs.values()),
+            "whether the two 95% bootstrap intervals (overall, or of the category) overlap",
+            "machine": base.get("machine"),
+            "utc": max(d.get("created") or "" for d in kept.values()) or None,
         }
         metrics = {
             st: {
@@ -254,8 +325,19 @@ def main(argv: list[str] | None = None) -> int:
     r = sub.add_parser("results", help="adherence run folders -> docs/results/adherence_*.json")
     r.add_argument("runs_dir", help="folder of <suite>-<setting>/report.json (default runs/eval/adh)")
     r.add_argument("out_dir", help="where the result files go (docs/results)")
+    r.add_argument("--allow-limited", action="store_true", help="accept smoke runs (--limit): previews only")
+    m = sub.add_parser("matrix", help="rebuild adherence_<suite>_matrix.json from the committed reports")
+    m.add_argument("out_dir", help="folder of adherence_<suite>_<setting>.json (docs/results)")
     args = p.parse_args(argv)
-    for path in write_results(args.runs_dir, args.out_dir):
+    try:
+        if args.cmd == "results":
+            paths = write_results(args.runs_dir, args.out_dir, args.allow_limited)
+        else:
+            paths = write_matrices(args.out_dir)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    for path in paths:
         print(path)
     return 0
 

@@ -84,6 +84,13 @@ def _sampling(p: argparse.ArgumentParser) -> None:
     p.add_argument("--parallel", type=int, help="tokens per AR step P (default: model's)")
     p.add_argument("--solver", default="euler_maruyama", help="head solver (default euler_maruyama)")
     p.add_argument("--batch-size", type=int, default=16, help="images per pipeline call (default 16)")
+    p.add_argument(
+        "--filter-mode",
+        choices=["block", "warn", "off"],
+        default="warn",
+        help="content filter while measuring (default warn: a prompt the filter would refuse is still "
+        "drawn and scored, with a warning, so one false positive does not end the run)",
+    )
 
 
 def _data(p: argparse.ArgumentParser, n: int) -> None:
@@ -214,7 +221,8 @@ def _sampling_kwargs(args: argparse.Namespace) -> dict[str, Any]:
 def _pipeline(args: argparse.Namespace):  # noqa: ANN202
     from ..pipeline import BitDancePipeline
 
-    return BitDancePipeline.from_pretrained(args.model, device=args.device)
+    mode = getattr(args, "filter_mode", "block")
+    return BitDancePipeline.from_pretrained(args.model, device=args.device, filter_mode=mode)
 
 
 def _native_size(pipe: Any) -> int:
@@ -315,6 +323,7 @@ def run_fid(args: argparse.Namespace, argv: list[str]) -> int:
             "sampling": settings,
             "seeds": f"{args.seed}..{args.seed + args.n - 1} (image i: seed + i)",
             "batch_size": args.batch_size,
+            "filter_mode": args.filter_mode,
         }
         fake_labels = None
     res = evaluate_quality(
@@ -356,6 +365,7 @@ def run_adherence(args: argparse.Namespace, argv: list[str]) -> int:
         seeds=args.seeds,
         prompts=str(suite_path(args.prompts)),
         split=args.split,
+        filter_mode=args.filter_mode,
         **({"limit": args.limit} if args.limit is not None else {}),
         num_prompts=len(specs),
         samples=len(specs) * len(args.seeds),

@@ -16,7 +16,6 @@ from typing import Any
 
 # raw report folder (under the run folder) -> committed report name; missing folders are skipped
 PSNR_TARGET_DB = 28.0  # the tokenizer target of issue 5
-QUALITY = {"fid-heldout": "P=4 (default)", "fid-heldout-p1": "P=1", "fid-heldout-p16": "P=16"}
 
 
 def _default_p(run: Path) -> dict[str, Any] | None:
@@ -85,6 +84,25 @@ def tokenizer_report(name: str, raw: dict[str, Any]) -> dict[str, Any]:
     return _report(name, raw, metrics, tables)
 
 
+def _method(ci: dict[str, Any] | None) -> str:
+    """Short name of how a FID interval was made (reports before the half-sample interval: biased)."""
+    if not ci:
+        return "-"
+    return "half-samples" if ci.get("method") == "half-samples" else "with-replacement bootstrap (biased up)"
+
+
+def _fid_cells(f: dict[str, Any], d: int) -> list[str]:
+    return [f"{f['fid']:.{d}f}", _ci(f.get("fid_ci95"), d)]
+
+
+def _extrapolated(f: dict[str, Any]) -> dict[str, Any] | None:
+    ci = f.get("fid_ci95") or {}
+    if "fid_infinity" not in ci:
+        return None
+    lo, hi = ci["fid_infinity_ci95"]
+    return {"fid": max(ci["fid_infinity"], 0.0), "fid_ci95": {"low": lo, "high": hi}}
+
+
 def quality_report(run: Path) -> dict[str, Any] | None:
     """FID / KID / IS on the held-out split at the default P, with the data-vs-data floor."""
     raw, floor = _default_p(run), _raw(run, "fid-floor")
@@ -96,62 +114,114 @@ def quality_report(run: Path) -> dict[str, Any] | None:
     rows = []
     for kind, label, d in (("cls", "FID_cls", 2), ("effnet", "FID_effnet", 1)):
         if kind in f:
-            fl_v = f"{ff[kind]['fid']:.{d + 1}f}" if kind in ff else "-"
-            rows.append([label, f"{f[kind]['fid']:.{d}f}", _ci(f[kind].get("fid_ci95"), d), fl_v, n])
+            fl_c = _fid_cells(ff[kind], d + 1) if kind in ff else ["-", "-"]
+            rows.append([label, *_fid_cells(f[kind], d), *fl_c, n, _method(f[kind].get("fid_ci95"))])
+    for kind, label, d in (("cls", "FID_cls", 2), ("effnet", "FID_effnet", 1)):
+        ext = _extrapolated(f[kind]) if kind in f else None
+        if ext:
+            fl_ext = _extrapolated(ff[kind]) if kind in ff else None
+            fl_c = _fid_cells(fl_ext, d + 1) if fl_ext else ["-", "-"]
+            label = f"{label} extrapolated to n = infinity (small-sample bias removed)"
+            rows.append([label, *_fid_cells(ext, d), *fl_c, n, "half-samples, 1/n extrapolation"])
     for kind, label in (("cls", "KID_cls"), ("effnet", "KID_effnet")):
         if kind in f:
             fl_v = f"{ff[kind]['kid']:.5f}" if kind in ff else "-"
-            rows.append([label, f"{f[kind]['kid']:.4f}", "-", fl_v, n])
+            rows.append([label, f"{f[kind]['kid']:.4f}", "-", fl_v, "-", n, "-"])
     c, fc = r.get("classifier", {}), fl.get("classifier", {})
     if "is_fake" in c:
         floor_is = f"{fc['is_fake']:.2f}" if "is_fake" in fc else "-"
-        rows.append(["IS-style score (max 10)", f"{c['is_fake']:.2f}", "-", floor_is, n])
+        rows.append(["IS-style score (max 10)", f"{c['is_fake']:.2f}", "-", floor_is, "-", n, "-"])
     if "class_accuracy_fake" in c:
         floor_acc = f"{fc['class_accuracy_fake']:.3f}" if "class_accuracy_fake" in fc else "-"
         label = "classifier accuracy vs the caption's class (fraction)"
-        rows.append([label, f"{c['class_accuracy_fake']:.3f}", "-", floor_acc, n])
-    cols = ["metric", "generated", "95% CI (bootstrap over items)", "floor: train vs held-out items", "n"]
+        rows.append([label, f"{c['class_accuracy_fake']:.3f}", "-", floor_acc, "-", n, "-"])
+    cols = [
+        "metric",
+        "generated",
+        "95% CI",
+        "floor: train vs held-out items",
+        "floor 95% CI",
+        "n",
+        "interval",
+    ]
     metrics = {"generated": r, "floor": fl, "generated_key": raw["recipe"]["data"]}
     extra = {"floor_command": (floor or {}).get("recipe", {}).get("command")}
     return _report("quality_heldout", raw, metrics, {"quality": {"columns": cols, "rows": rows}}, **extra)
 
 
+# FID_cls of every sampling setting, per comparison: (table id, [(raw folder or None = defaults, label)])
+SETTINGS = (
+    ("per_p", (("fid-heldout-p1", "P=1"), (None, "P=4 (default)"), ("fid-heldout-p16", "P=16"))),
+    (
+        "steps",
+        (
+            ("fid-heldout-s10", "10 head steps"),
+            (None, "20 head steps (default)"),
+            ("fid-heldout-s50", "50 head steps"),
+        ),
+    ),
+    ("int8", ((None, "fp32 (default)"), ("fid-heldout-int8", "int8 (bitdance quantize defaults)"))),
+)
+SETTING_COLUMNS = [
+    "setting",
+    "FID_cls",
+    "95% CI",
+    "CI overlaps the default's",
+    "classifier accuracy (fraction)",
+    "n",
+    "interval",
+]
+NOT_MEASURED = "not measured yet"
+
+
 def per_p_report(run: Path) -> dict[str, Any] | None:
-    """FID_cls on the held-out split for every P the model supports (same items, seeds and classifier)."""
-    raws = {label: _raw(run, what) for what, label in QUALITY.items()}
-    raws["P=4 (default)"] = _default_p(run)
-    raws = {k: v for k, v in raws.items() if v is not None}
-    if not raws:
+    """FID_cls on the held-out split for each P, head steps and int8 against the defaults (same items,
+    seeds and classifier), and the data-vs-data floor; a setting without a run reads "not measured yet"."""
+    base = _default_p(run)
+    raws = {what: _raw(run, what) for _, rows in SETTINGS for what, _ in rows if what}
+    if base is None and not any(raws.values()):
         return None
-    rows, metrics, commands = [], {}, {}
-    base = raws.get("P=4 (default)")
-    for label, raw in sorted(raws.items(), key=lambda kv: kv[1]["recipe"]["sampling"]["parallel_num"]):
-        cls = raw["results"]["features"]["cls"]
-        p = raw["recipe"]["sampling"]["parallel_num"]
-        over = _overlap(cls["fid_ci95"], base["results"]["features"]["cls"]["fid_ci95"]) if base else "-"
-        acc = raw["results"].get("classifier", {}).get("class_accuracy_fake")
-        rows.append(
-            [
-                f"P={p}",
-                f"{cls['fid']:.2f}",
-                _ci(cls["fid_ci95"], 2),
-                "-" if label.startswith("P=4") else over,
-                f"{acc:.3f}" if acc is not None else "-",
-                raw["results"]["n_fake"],
-            ]
-        )
-        metrics[f"p{p}"] = {"fid_cls": cls["fid"], "fid_cls_ci95": cls["fid_ci95"], "class_accuracy": acc}
-        commands[f"p{p}"] = raw["recipe"]["command"]
-    cols = ["P", "FID_cls", "95% CI", "CI overlaps P=4", "classifier accuracy (fraction)", "n"]
-    first = next(iter(raws.values()))
-    return _report(
-        "quality_per_p",
-        first,
-        metrics,
-        {"per_p": {"columns": cols, "rows": rows}},
-        command=None,
-        commands=commands,
-    )
+    b_ci = base["results"]["features"]["cls"].get("fid_ci95") if base else None
+    tables: dict[str, Any] = {}
+    metrics: dict[str, Any] = {}
+    commands: dict[str, Any] = {}
+    for table_id, settings in SETTINGS:
+        rows = []
+        for what, label in settings:
+            raw = base if what is None else raws[what]
+            if raw is None:
+                rows.append([label, NOT_MEASURED, "-", "-", "-", "-", "-"])
+                continue
+            cls = raw["results"]["features"]["cls"]
+            ci = cls.get("fid_ci95")
+            over = "(default)" if what is None else (_overlap(ci, b_ci) if ci and b_ci else "-")
+            acc = raw["results"].get("classifier", {}).get("class_accuracy_fake")
+            n = raw["results"]["n_fake"]
+            acc_s = f"{acc:.3f}" if acc is not None else "-"
+            rows.append([label, *_fid_cells(cls, 2), over, acc_s, n, _method(ci)])
+            key = what or "fid-heldout"
+            metrics[key] = {"fid_cls": cls["fid"], "fid_cls_ci95": ci, "class_accuracy": acc, "n": n}
+            commands[key] = raw["recipe"]["command"]
+        tables[table_id] = {"columns": SETTING_COLUMNS, "rows": rows}
+    floor = _raw(run, "fid-floor")
+    if floor is not None:
+        ff = floor["results"]["features"]
+        fg = base["results"]["features"] if base else {}
+        rows = []
+        for kind, label, d in (("cls", "FID_cls", 2), ("effnet", "FID_effnet", 1)):
+            if kind not in ff:
+                continue
+            model = _fid_cells(fg[kind], d) if kind in fg else [NOT_MEASURED, "-"]
+            rows.append([label, *_fid_cells(ff[kind], d + 1), *model, floor["results"]["n_fake"]])
+            metrics.setdefault("floor", {})[kind] = {
+                "fid": ff[kind]["fid"],
+                "fid_ci95": ff[kind].get("fid_ci95"),
+            }
+        cols = ["metric", "floor: train vs held-out items", "95% CI", "model (defaults)", "95% CI", "n"]
+        tables["floor"] = {"columns": cols, "rows": rows}
+        commands["fid-floor"] = floor["recipe"]["command"]
+    first = base or floor or next(v for v in raws.values() if v)
+    return _report("quality_per_p", first, metrics, tables, command=None, commands=commands)
 
 
 def _quant_tables(quant: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], list[list[str]]]:

@@ -8,12 +8,16 @@ A report is ``{"name", "recipe", "machine", "created", "metrics": {...}, "tables
     <!-- /results -->
 
 and an inline number as ``<!-- r:<name>:metrics.dotted.path -->0.93<!-- /r -->`` (optionally with a format,
-``<!-- r:<name>:metrics.fid|.2f -->``). ``build`` rewrites every marked span of README.md and docs/*.md from
-the reports; ``check`` lists each span whose text differs from its report, or whose report / path is missing.
+``<!-- r:<name>:metrics.fid|.2f -->``). A table that may not be measured yet is marked
+``<!-- results:<name>/<table_id> optional -->``: while its report or table is missing, the span says so
+("not measured yet") instead of failing; numbers are never filled in by hand. ``build`` rewrites every
+marked span of README.md and docs/*.md from the reports; ``check`` lists each span whose text differs from
+its report, or whose report / path is missing.
 
-    bitdance docs build [--root DIR]
-    bitdance docs check [--root DIR]
+    bitdance docs build [--root DIR] [--results DIR]
+    bitdance docs check [--root DIR] [--results DIR]
     bitdance docs collect RUNS_EVAL [--out docs/results]   (raw evaluation reports -> committed reports)
+    bitdance docs estimate RUNS_EVAL [--workers 2]   (full-run wall time from a SMOKE=1 run's timings)
 """
 
 from __future__ import annotations
@@ -26,11 +30,14 @@ from pathlib import Path
 from typing import Any
 
 RESULTS_DIR = Path("docs") / "results"
-BLOCK_RE = re.compile(r"<!-- results:([\w.-]+)/([\w.-]+) -->\n(.*?)<!-- /results -->", re.DOTALL)
+BLOCK_RE = re.compile(
+    r"<!-- results:([\w.-]+)/([\w.-]+)(?: optional)? -->\n(.*?)<!-- /results -->", re.DOTALL
+)
 INLINE_RE = re.compile(r"<!-- r:([\w.-]+):([\w.\[\]-]+)(?:\|([^ ]+))? -->(.*?)<!-- /r -->", re.DOTALL)
 SPAN_RE = re.compile(  # either kind, in one pass (line numbers refer to the file as read); code is skipped
     r"(?P<code>^```.*?^```|`[^`\n]*`)"
-    r"|<!-- results:(?P<bname>[\w.-]+)/(?P<table>[\w.-]+) -->\n(?P<body>.*?)<!-- /results -->"
+    r"|<!-- results:(?P<bname>[\w.-]+)/(?P<table>[\w.-]+)(?P<opt> optional)? -->\n"
+    r"(?P<body>.*?)<!-- /results -->"
     r"|<!-- r:(?P<iname>[\w.-]+):(?P<path>[\w.\[\]-]+)(?:\|(?P<spec>[^ ]+))? -->(?P<value>.*?)<!-- /r -->",
     re.DOTALL | re.MULTILINE,
 )
@@ -110,6 +117,15 @@ def _table(reports: dict[str, dict[str, Any]], name: str, table_id: str) -> str:
     return render_table(tables[table_id])
 
 
+def _has_table(reports: dict[str, dict[str, Any]], name: str, table_id: str) -> bool:
+    return table_id in (reports.get(name, {}).get("tables") or {})
+
+
+def not_measured(name: str, table_id: str) -> str:
+    """The text of an optional table whose report (or table) does not exist yet."""
+    return f"*Not measured yet: no table `{table_id}` in `docs/results/{name}.json`.*\n"
+
+
 def _inline(reports: dict[str, dict[str, Any]], name: str, path: str, spec: str | None) -> str:
     if name not in reports:
         raise ReportError(f"no report {name!r} in {RESULTS_DIR}")
@@ -129,12 +145,15 @@ def _walk(text: str, reports: dict[str, dict[str, Any]], note: Callable[[int, st
             return m.group(0)
         block = m.group("bname") is not None
         if block:
-            marker, old = f"results:{m.group('bname')}/{m.group('table')}", m.group("body")
+            marker = f"results:{m.group('bname')}/{m.group('table')}" + (m.group("opt") or "")
+            old = m.group("body")
         else:
             spec, old = m.group("spec"), m.group("value")
             marker = f"r:{m.group('iname')}:{m.group('path')}" + (f"|{spec}" if spec else "")
         try:
-            if block:
+            if block and m.group("opt") and not _has_table(reports, m.group("bname"), m.group("table")):
+                new = not_measured(m.group("bname"), m.group("table"))
+            elif block:
                 new = _table(reports, m.group("bname"), m.group("table"))
             else:
                 new = _inline(reports, m.group("iname"), m.group("path"), m.group("spec"))
@@ -243,9 +262,13 @@ def main(argv: list[str] | None = None) -> int:
     for what, text in (("build", "rewrite every marked table/number"), ("check", "list docs that differ")):
         s = sub.add_parser(what, help=text)
         s.add_argument("--root", default=".", help="repository root (default .)")
+        s.add_argument("--results", help=f"report folder (default ROOT/{RESULTS_DIR}; previews of a run)")
     c = sub.add_parser("collect", help="raw evaluation reports (runs/eval) -> docs/results/*.json")
     c.add_argument("runs", help="folder of an evaluation run (scripts/eval_default_model.sh's $EVAL)")
     c.add_argument("--out", default=str(RESULTS_DIR), help=f"report folder (default {RESULTS_DIR})")
+    e = sub.add_parser("estimate", help="wall time of the full evaluation from a SMOKE=1 run's timings")
+    e.add_argument("runs", help="folder of a smoke run (scripts/eval_default_model.sh with SMOKE=1)")
+    e.add_argument("--workers", type=int, default=2, help="parallel processes of the full run (default 2)")
     args = p.parse_args(argv)
     if args.what == "collect":
         from .results_collect import collect
@@ -253,10 +276,17 @@ def main(argv: list[str] | None = None) -> int:
         for path in collect(args.runs, args.out):
             print(f"wrote {path}")
         return 0
-    if not Path(args.root, RESULTS_DIR).is_dir():
+    if args.what == "estimate":
+        from .eval_estimate import estimate_markdown
+
+        print(estimate_markdown(args.runs, args.workers))
+        return 0
+    if args.results and not Path(args.results).is_dir():
+        raise ValueError(f"no report folder {args.results!r}")
+    if not args.results and not Path(args.root, RESULTS_DIR).is_dir():
         raise ValueError(f"no {RESULTS_DIR} under {args.root!r}; run from the repository root or give --root")
     if args.what == "check":
-        problems = check_docs(args.root)
+        problems = check_docs(args.root, args.results)
         for line in problems:
             print(line)
         if problems:
@@ -264,7 +294,7 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print("docs match their reports")
         return 0
-    changed, errors = build_docs(args.root)
+    changed, errors = build_docs(args.root, args.results)
     for f in changed:
         print(f"rewrote {f}")
     for line in errors:
