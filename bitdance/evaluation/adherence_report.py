@@ -172,9 +172,10 @@ def comparison_tables(runs: dict[str, dict[str, Any]], part: str) -> dict[str, A
     - ``<id>``: one row per setting, overall and per category ("acc [lo, hi]"), and whether its overall
       interval overlaps the defaults' one;
     - ``<id>_by_category``: one row per (category, setting) with n (prompts, images), the 95 % interval and
-      whether it overlaps the defaults' interval of that category; the overall row last.
+      whether it overlaps the defaults' interval of that category; the overall rows last.
 
-    A setting without a run gets a "not measured yet" row. ``part``: 'all' or a split name."""
+    A setting without a run gets one "not measured yet" row (first in the long table). ``part``: 'all' or
+    a split name."""
     from .intervals import intervals_overlap
 
     def pick(setting: str) -> dict[str, Any] | None:
@@ -205,12 +206,17 @@ def comparison_tables(runs: dict[str, dict[str, Any]], part: str) -> dict[str, A
             over = intervals_overlap(b["overall_ci95"], s["overall_ci95"])
             overlap = "(defaults)" if st == base else ("yes" if over else "no")
             wide.append([label, f"{s['overall']:.3f}", _ci(s["overall_ci95"]), *cells, overlap, s["images"]])
+        missing = [st for st in settings if pick(st) is None]
+        for st in missing:  # one row per setting without a run, first
+            long_rows.append(["all", SETTING_LABELS.get(st, st), NOT_MEASURED, "-", "-", "-", "-"])
         for cat in [*cats, None]:
             for st in settings:
                 s, label = pick(st), SETTING_LABELS.get(st, st)
                 name = cat or "overall (mean of categories)"
-                if s is None or (cat is not None and cat not in s["categories"]):
-                    long_rows.append([name, label, NOT_MEASURED, "-", "-", "-", "-"])
+                if s is None:
+                    continue
+                if cat is not None and cat not in s["categories"]:
+                    long_rows.append([name, label, "-", "-", "-", "-", "-"])
                     continue
                 overall = {**s, "accuracy": s["overall"], "ci95": s["overall_ci95"]}
                 v = s["categories"][cat] if cat else overall
