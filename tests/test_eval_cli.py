@@ -260,3 +260,20 @@ def test_tokenizer_folder_option(tmp_path):
     )
     data = _report(tmp_path / "r")
     assert data["recipe"]["data"]["dataset"] == "digits" and data["results"]["image_size"] == [16, 16]
+
+
+def test_eval_adherence_scores_a_prompt_the_filter_would_refuse(tmp_path, capsys):
+    suite = tmp_path / "s.jsonl"
+    suite.write_text(
+        '{"prompt": "a red circle, gore", "category": "colour", "expect": {"domain": "shapes", '
+        '"objects": [{"shape": "circle", "colour": "red"}]}}\n'
+    )
+    base = ["eval", "adherence", "--model", "random:tiny-text", "--prompts", str(suite), "--seeds", "0"]
+    base += ["--steps", "1"]
+    assert main([*base, "--out", str(tmp_path / "warn")]) == 0  # default: warn, drawn and scored
+    data = _report(tmp_path / "warn")
+    assert data["recipe"]["filter_mode"] == "warn" and data["results"]["summary"]["images"] == 1
+    capsys.readouterr()
+    assert main([*base, "--filter-mode", "block", "--out", str(tmp_path / "block")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error:") and "content filter" in err[0]
