@@ -287,7 +287,8 @@ def _count(scene: dict[str, Any], rng: random.Random) -> str:
     forms = [
         f"{num} {colour} {many}", f"{num} {many} in {colour}", f"{num} {many} that are {colour}",
         f"{num} {many}, {colour} ones", f"{num} {many} coloured {colour}", f"a set of {num} {colour} {many}",
-        f"{num} {colour} {many} in total", f"exactly {num} {colour} {many}", f"a group of {num} {colour} {many}",
+        f"{num} {colour} {many} in total", f"exactly {num} {colour} {many}",
+        f"a group of {num} {colour} {many}",
         f"{num} {colour} {many}, no other shapes", f"{num} {colour} {many} on a black canvas",
     ]  # fmt: skip
     if n == 2:
