@@ -294,8 +294,7 @@ class BitDanceTransformer(nn.Module):
 
         `patch_perm` (N / P,) int64: generate the patches in this order instead of the default one (any-order
         training; raster order inside each patch). Draws, in order: two U(0,1) (B, N, d) for the bit flips
-        of the inputs, one U(0,1) (B,) for
-        condition dropout, then the head's time and noise draws.
+        of the inputs, one U(0,1) (B,) for condition dropout, then the head's time and noise draws.
         """
         cfg = self.config
         p = parallel_num or cfg.parallel_num

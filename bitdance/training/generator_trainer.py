@@ -5,8 +5,8 @@ rank), so one model serves every listed P; with `--any-order F` a fraction F of 
 patches in a random order (seeded the same way), so that editing can feed every kept patch first; with
 `--rich-captions F` a fraction F of the items gets a fresh caption from `bitdance.data.rich_captions`
 (seeded by (seed, step, item)), encoded on the fly by the frozen text encoder; the teacher-forced loss
-is `BitDanceTransformer.loss` (bit-flip perturbation and condition dropout inside). All its random draws come from a `GlobalBatchSource`, so a
-run is identical for any split of the same global batch over ranks and accumulation micro-steps.
+is `BitDanceTransformer.loss` (bit-flip perturbation and condition dropout inside). All its random draws
+come from a `GlobalBatchSource`, so a run is identical for any split of the same global batch over ranks and accumulation micro-steps.
 """
 
 from __future__ import annotations
