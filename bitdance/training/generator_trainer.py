@@ -6,7 +6,8 @@ patches in a random order (seeded the same way), so that editing can feed every 
 `--rich-captions F` a fraction F of the items gets a fresh caption from `bitdance.data.rich_captions`
 (seeded by (seed, step, item)), encoded on the fly by the frozen text encoder; the teacher-forced loss
 is `BitDanceTransformer.loss` (bit-flip perturbation and condition dropout inside). All its random draws
-come from a `GlobalBatchSource`, so a run is identical for any split of the same global batch over ranks and accumulation micro-steps.
+come from a `GlobalBatchSource`, so a run is identical for any split of the same global batch over ranks
+and accumulation micro-steps.
 """
 
 from __future__ import annotations
