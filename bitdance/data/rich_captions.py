@@ -328,11 +328,19 @@ def _typo(word: str, rng: random.Random) -> str:
     return word[:i] + word[i] + word[i:]  # double
 
 
+# words whose misspelling could change the meaning (a typo never lands on these)
+PROTECTED = {
+    "three", "seven", "eight", "left", "right", "above", "below", "under", "beneath", "lower", "higher",
+    "upper", "bottom", "middle", "center", "centre", "single", "exactly", *COLOUR_WORDS,
+}  # fmt: skip
+
+
 def add_noise(text: str, rng: random.Random) -> str:
-    """Casing and light typos as people type them (a typo in at most one word of >= 5 letters)."""
+    """Casing and light typos as people type them (a typo in at most one word of >= 5 letters, never in a
+    number, colour or position word)."""
     if rng.random() < 0.06:
         words = text.split(" ")
-        long = [i for i, w in enumerate(words) if len(w) >= 5 and w.isalpha()]
+        long = [i for i, w in enumerate(words) if len(w) >= 5 and w.isalpha() and w.lower() not in PROTECTED]
         if long:
             i = rng.choice(long)
             words[i] = _typo(words[i], rng)
