@@ -556,6 +556,8 @@ def train_main(argv: list[str]) -> int:
         if not 1 <= args.text_len <= 512:
             raise ValueError(f"--text-len must be in 1..512, got {args.text_len}")
         overrides["text_len"] = args.text_len
+    if args.any_order > 0:
+        overrides["any_order"] = True
     source_weights = parse_source_weights(args.source_weights)
     for name in ("perturb_rate", "cond_dropout"):
         v = getattr(args, name)
