@@ -159,7 +159,7 @@ cp "$RUNS/mini-tok7-dec/export/"* "$RUNS/bitdance-mini-v1/tokenizer/"
 $B train --tokens "$RUNS/v2-tokens" --init "$RUNS/bitdance-mini-v1" --preset mini --text-len 20 --parallel 1,4,16 \
   --default-parallel 4 --batch-size 32 --warmup 50 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 \
   --ckpt-every 100 --eval-every 0 --sample-every 500 --threads 1 --log-every 10 --no-progress \
-  --source-weights emoji=3 --rich-captions 0.75 --any-order 0.5 --steps 1500 --time-budget 4800 --lr 3e-4 \
+  --source-weights emoji=3 --rich-captions 0.75 --any-order 0.5 --steps 2600 --time-budget 4800 --lr 3e-4 \
   --seed 10 --out "$RUNS/mini-gen8" $(resume "$RUNS/mini-gen8")
 
 # The shipped pipeline = the stage-8 generator export with the v1 tokenizer.
