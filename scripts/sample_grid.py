@@ -1,7 +1,7 @@
 """The model card's sample grid: fixed prompts x seeds 0-3 with the model's default settings, no picking.
 
 Usage: .venv/bin/python scripts/sample_grid.py [--model M] [--out docs/images/bitdance-mini-samples.png]
-The prompt list below was fixed before any image was made. The last row asks for a photo, which no training
+The prompt list below was fixed before any image was made (the free-form rows before v2's training). The last row asks for a photo, which no training
 caption does; "cat" is also an emoji name, so the model draws the cat emoji (docs/model_card.md, limitations).
 """
 
@@ -27,6 +27,13 @@ PROMPTS = [
     "a red apple",
     "a rocket",
     "a photo of a cat (no photos in training)",
+    # free-form rows, fixed before bitdance-mini v2 was trained (the issue's examples and new phrasings)
+    "a rocket ship",
+    "a cute dog's face",
+    "someone's trousers laid flat",
+    "a blue circle and a red square",
+    "I'd like a pink handbag please",
+    "an eggplant",
 ]
 SEEDS = (0, 1, 2, 3)
 

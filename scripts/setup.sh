@@ -54,7 +54,7 @@ case "$torch_kind" in
   *) die "BITDANCE_TORCH must be auto, cpu, cuda or skip, got '$torch_kind'" ;;
 esac
 
-SYSTEM_PACKAGES=(dataset-fashion-mnist fonts-noto-color-emoji fonts-symbola chromium libimage-exiftool-perl)
+SYSTEM_PACKAGES=(dataset-fashion-mnist fonts-noto-color-emoji fonts-symbola unicode-cldr-core chromium libimage-exiftool-perl)
 if [ "$want_system" = 1 ]; then
   command -v apt-get >/dev/null || die "--system needs apt-get (Debian/Ubuntu); install ${SYSTEM_PACKAGES[*]} yourself"
   SUDO=()

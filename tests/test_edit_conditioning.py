@@ -160,3 +160,14 @@ def test_methods_are_recorded_and_replayed(tmp_path):
     assert torch.equal(pipe.replay(rec).bits, out.bits)
     with pytest.raises(ValueError, match="unknown edit method 'paste'; allowed"):
         pipe.edit(src.images[0], box=(0, 0, 8, 8), prompt="a cat", method="paste")
+
+
+def test_default_edit_method_follows_how_the_model_was_trained() -> None:
+    import dataclasses
+
+    from bitdance.core.configs import get_preset
+    from bitdance.sampling.inpaint import default_edit_method
+
+    cfg = get_preset("generator", "tiny-text")
+    assert default_edit_method(cfg) == "joint"
+    assert default_edit_method(dataclasses.replace(cfg, any_order=True)) == "kept_first"

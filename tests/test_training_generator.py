@@ -309,3 +309,30 @@ def test_source_weights_set_the_epoch_mixture(folders, tmp_path):
         source_layout(store, {"emoji": 2.0})
     with pytest.raises(ValueError, match="select no items"):
         source_layout(store, {"digits": 0.0, "shapes": 0.0})
+
+
+def test_rich_captions_and_any_order_are_seeded_per_step(folders):
+    _, text, cls = folders
+    store = TokenStore(text)
+    assert store.meta is not None and len(store.meta) == len(store)
+    cfg = generator_config("tiny-text", store, [1, 4, 16])
+    oc = OptimConfig(steps=4, batch_size=8, lr=1e-3, warmup=1, seed=0)
+
+    def make():
+        return GeneratorTrainer(cfg, store, oc, DistContext(), any_order=0.5, rich_captions=0.75)
+
+    a, b = make(), make()
+    caps = [a.captions_for(list(range(8)), s, 0) for s in range(6)]
+    assert caps == [b.captions_for(list(range(8)), s, 0) for s in range(6)]  # same step, same captions
+    assert caps[0] != caps[1]  # fresh per step
+    stored = {store.captions[int(c)] for c in store.caption_ids}
+    assert any(c not in stored for row in caps for c in row)
+    perms = [a.patch_perm_for(s, 1) for s in range(40)]
+    shuffled = [p for p in perms if p is not None]
+    assert 5 < len(shuffled) < 35 and all(sorted(p.tolist()) == list(range(16)) for p in shuffled)
+    assert a.patch_perm_for(0, 16) is None  # one patch: nothing to permute
+    for s in range(2):
+        assert math.isfinite(a.train_step(s)["loss"])
+    with pytest.raises(ValueError, match="meta.json"):
+        cstore = TokenStore(cls)  # a class-conditioned folder: no text states
+        GeneratorTrainer(generator_config("tiny", cstore, [1]), cstore, oc, DistContext(), rich_captions=0.5)

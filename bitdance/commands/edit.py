@@ -44,8 +44,9 @@ def build_parser() -> Parser:
     p.add_argument(
         "--method",
         choices=["kept_first", "joint", "substitute"],
-        default="joint",
-        help="how kept tokens condition the regenerated ones (default joint)",
+        default=None,
+        help="how kept tokens condition the regenerated ones (default: the model's: kept_first for models "
+        "trained with any patch order, joint otherwise)",
     )
     p.add_argument(
         "--canvas", help="outpaint onto a WIDTHxHEIGHT canvas, e.g. 48x32 (may be combined with --mask)"

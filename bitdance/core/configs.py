@@ -112,6 +112,7 @@ class GeneratorConfig(_Config):
     # next-patch decoding
     parallel_num: int = 4  # default P (tokens per AR step)
     parallel_nums: tuple[int, ...] = ()  # supported P values (empty = only parallel_num)
+    any_order: bool = False  # trained with random patch orders too (`bitdance train --any-order`)
     # diffusion head
     head_type: str = "attention"  # "mlp" (per token, P = 1 only) | "attention" (joint over the patch)
     head_width: int = 64  # hidden width of the diffusion head (was `head_dim`)

@@ -200,10 +200,18 @@ class BitDanceTransformer(nn.Module):
         return torch.where(drop.to(cond.device), torch.full_like(cond, self.config.num_classes), cond)
 
     # ------------------------------------------------------------------ positions
-    def rope_for(self, grid: tuple[int, int], parallel_num: int, n_prefix_slots: int) -> torch.Tensor:
-        """RoPE table (S, hd/2, 2): identity on prefix/query slots, true 2-D position on every token."""
+    def rope_for(
+        self,
+        grid: tuple[int, int],
+        parallel_num: int,
+        n_prefix_slots: int,
+        order: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """RoPE table (S, hd/2, 2): identity on prefix/query slots, true 2-D position on every token.
+
+        `order` (N,) raster indices in generation order; default: the patch order of `parallel_num`."""
         cfg = self.config
-        order = order_for(grid, parallel_num)
+        order = order_for(grid, parallel_num) if order is None else order.cpu()
         n = grid[0] * grid[1]
         xy = token_xy(grid, order)[: n - parallel_num] + 1.0
         pos = torch.cat([torch.zeros(n_prefix_slots, 2), xy])
@@ -250,9 +258,16 @@ class BitDanceTransformer(nn.Module):
         return self.query_token[:, : parallel_num - 1].expand(batch, -1, -1)
 
     def teacher_forced_hidden(
-        self, cond: Condition, bits_BNd: torch.Tensor, grid: tuple[int, int], parallel_num: int
+        self,
+        cond: Condition,
+        bits_BNd: torch.Tensor,
+        grid: tuple[int, int],
+        parallel_num: int,
+        order: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """Full forward over a whole sequence: bits in generation order (B, N, d) -> hidden (B, N, D)."""
+        """Full forward over a whole sequence: bits in generation order (B, N, d) -> hidden (B, N, D).
+
+        `order` (N,): the raster index of each sequence position (default: the patch order)."""
         validate_parallel_num(parallel_num, grid)
         prefix = self.embed_prefix(cond)
         b, lp = prefix.shape[:2]
@@ -260,7 +275,7 @@ class BitDanceTransformer(nn.Module):
         seq = torch.cat(
             [prefix, self.queries(b, parallel_num), self.embed_tokens(bits_BNd[:, : n - parallel_num])], 1
         )
-        rope = self.rope_for(grid, parallel_num, lp + parallel_num - 1)
+        rope = self.rope_for(grid, parallel_num, lp + parallel_num - 1, order)
         h = self.forward(seq, rope, attention_groups(lp, n, parallel_num))
         return h[:, -n:]
 
@@ -273,11 +288,13 @@ class BitDanceTransformer(nn.Module):
         parallel_num: int | None = None,
         perturb_rate: float | None = None,
         cond_dropout: float | None = None,
+        patch_perm: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Teacher-forced next-patch diffusion loss (scalar).
 
-        Draws, in order: two U(0,1) (B, N, d) for the bit flips of the inputs, one U(0,1) (B,) for
-        condition dropout, then the head's time and noise draws.
+        `patch_perm` (N / P,) int64: generate the patches in this order instead of the default one (any-order
+        training; raster order inside each patch). Draws, in order: two U(0,1) (B, N, d) for the bit flips
+        of the inputs, one U(0,1) (B,) for condition dropout, then the head's time and noise draws.
         """
         cfg = self.config
         p = parallel_num or cfg.parallel_num
@@ -288,6 +305,10 @@ class BitDanceTransformer(nn.Module):
         b, d, h, w = bits_BdHW.shape
         grid = (h, w)
         order = order_for(grid, p).to(bits_BdHW.device)
+        if patch_perm is not None:
+            if sorted(patch_perm.tolist()) != list(range(order.numel() // p)):
+                raise ValueError(f"patch_perm must be a permutation of the {order.numel() // p} patches")
+            order = order.view(-1, p)[patch_perm.to(order.device)].reshape(-1)
         target = bits_BdHW.flatten(2).transpose(1, 2)[:, order]
         rate = cfg.perturb_rate if perturb_rate is None else perturb_rate
         drop = cfg.cond_dropout if cond_dropout is None else cond_dropout
@@ -297,7 +318,7 @@ class BitDanceTransformer(nn.Module):
             inputs = torch.where(u1 < rate * u2, -target, target)
         if self.training and drop > 0:
             cond = self.drop_condition(cond, rng, drop)
-        hidden = self.teacher_forced_hidden(cond, inputs, grid, p)
+        hidden = self.teacher_forced_hidden(cond, inputs, grid, p, None if patch_perm is None else order)
         hidden = hidden + self.head_positions(grid, order)[None]
         n = h * w
         return self.head.loss(target.reshape(b * n // p, p, d), hidden.reshape(b * n // p, p, -1), rng)

@@ -32,7 +32,7 @@ from PIL import Image, UnidentifiedImageError
 
 from ..generator.patches import order_for
 from ..sampling.decode import KnownTokens
-from ..sampling.inpaint import DEFAULT_EDIT_METHOD, check_method
+from ..sampling.inpaint import check_method, default_edit_method
 
 
 def _open(path: str | os.PathLike, what: str) -> Image.Image:
@@ -312,17 +312,18 @@ class EditingMixin:
         class_labels: Any = None,
         canvas: tuple[int, int] | None = None,
         offset: tuple[int, int] | None = None,
-        method: str = DEFAULT_EDIT_METHOD,
+        method: str | None = None,
         **kwargs: Any,
     ) -> Any:
         """Inpaint / re-roll a region (`mask`: white or True = regenerate; or `box` (x0, y0, x1, y1) pixels)
         or outpaint onto `canvas` (height, width) at `offset` (x, y). Kept tokens come back unchanged.
 
         `image`: PIL image, path, uint8 (H, W, 3), float (3, H, W) in [-1, 1], or bits (d, h, w) ±1.
-        `method`: how kept tokens condition the regenerated ones (module docstring).
+        `method`: how kept tokens condition the regenerated ones (module docstring); None: the model's
+        default (`default_edit_method`: kept_first for models trained with any patch order, else joint).
         Other keyword arguments are those of `__call__` (seed, guidance_scale, output_type, ...).
         """
-        check_method(method)
+        method = check_method(method or default_edit_method(self.generator.config))
         known, (h, w), info = prepare_edit(
             self.tokenizer,
             image,
@@ -341,12 +342,12 @@ class EditingMixin:
         from_step: int,
         prompt: str | list[str] | None = None,
         class_labels: Any = None,
-        method: str = DEFAULT_EDIT_METHOD,
+        method: str | None = None,
         **kwargs: Any,
     ) -> Any:
         """Variation: keep the first `from_step` AR steps (P-token patches in generation order), re-sample
         the rest. Other keyword arguments are those of `__call__`."""
-        check_method(method)
+        method = check_method(method or default_edit_method(self.generator.config))
         p = kwargs.get("parallel_num") or self.defaults["parallel_num"]
         known, size, info = vary_known(
             self.tokenizer, image_or_bits, from_step, p, self.generator.config.supported_parallel

@@ -34,7 +34,14 @@ from .guidance import any_guidance, guided_condition
 from .solvers import NetFn, get_solver, guidance_at
 
 EDIT_METHODS = ("kept_first", "joint", "substitute")
-DEFAULT_EDIT_METHOD = "joint"  # chosen by `bitdance eval edit` on bitdance-mini (docs/inference.md)
+DEFAULT_EDIT_METHOD = "joint"  # for models trained in patch order only (official checkpoints, v1)
+
+
+def default_edit_method(cfg) -> str:  # noqa: ANN001 - GeneratorConfig
+    """The model's default edit method: "kept_first" when it was trained with random patch orders too
+    (`GeneratorConfig.any_order`; then feeding every kept patch first is an order it has seen), else
+    "joint" (the default order, which a patch-order-only model knows)."""
+    return "kept_first" if getattr(cfg, "any_order", False) else DEFAULT_EDIT_METHOD
 
 
 def check_method(method: str) -> str:

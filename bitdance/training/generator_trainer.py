@@ -1,9 +1,13 @@
 """Next-patch generator training on extracted tokens (`bitdance train`).
 
 Per optimizer step: P is drawn uniformly from `--parallel` (seeded by (seed, step), identical on every
-rank), so one model serves every listed P; the teacher-forced loss is `BitDanceTransformer.loss` (bit-flip
-perturbation and condition dropout inside). All its random draws come from a `GlobalBatchSource`, so a
-run is identical for any split of the same global batch over ranks and accumulation micro-steps.
+rank), so one model serves every listed P; with `--any-order F` a fraction F of the steps generates the
+patches in a random order (seeded the same way), so that editing can feed every kept patch first; with
+`--rich-captions F` a fraction F of the items gets a fresh caption from `bitdance.data.rich_captions`
+(seeded by (seed, step, item)), encoded on the fly by the frozen text encoder; the teacher-forced loss
+is `BitDanceTransformer.loss` (bit-flip perturbation and condition dropout inside). All its random draws
+come from a `GlobalBatchSource`, so a run is identical for any split of the same global batch over ranks
+and accumulation micro-steps.
 """
 
 from __future__ import annotations
@@ -48,10 +52,18 @@ class LossModule(nn.Module):
         self.model = model
 
     def forward(
-        self, bits: torch.Tensor, cond: torch.Tensor, mask: torch.Tensor | None, rng: Any, parallel_num: int
+        self,
+        bits: torch.Tensor,
+        cond: torch.Tensor,
+        mask: torch.Tensor | None,
+        rng: Any,
+        parallel_num: int,
+        patch_perm: torch.Tensor | None = None,
     ) -> torch.Tensor:
         c = TextCondition(cond, mask) if mask is not None else cond
-        return self.model.loss(bits, c, rng, parallel_num=parallel_num)
+        if patch_perm is None:
+            return self.model.loss(bits, c, rng, parallel_num=parallel_num)
+        return self.model.loss(bits, c, rng, parallel_num=parallel_num, patch_perm=patch_perm)
 
 
 def generator_config(
@@ -160,7 +172,18 @@ class GeneratorTrainer(Trainer):
         adapt: Any = None,
         source_weights: dict[str, float] | None = None,
         tokenizer_path: str | None = None,
+        any_order: float = 0.0,
+        rich_captions: float = 0.0,
     ) -> None:
+        if not 0 <= any_order <= 1 or not 0 <= rich_captions <= 1:
+            raise ValueError("--any-order and --rich-captions are fractions in [0, 1]")
+        if rich_captions > 0 and (cfg.cond_type != "text" or store.meta is None or not store.text):
+            raise ValueError(
+                f"--rich-captions needs a text model and a token folder with meta.json and text states "
+                f"({store.folder} was extracted before meta.json existed: re-run `bitdance extract-tokens`)"
+            )
+        self.any_order, self.rich_captions = float(any_order), float(rich_captions)
+        self._text_encoder: Any = None
         self.tokenizer_path = tokenizer_path  # None: the tokenizer that made the tokens
         self.cfg, self.store, self.eval_store, self.opt_cfg, self.ctx = cfg, store, eval_store, opt, ctx
         self.micro = opt.micro_batch(ctx.world_size)
@@ -193,8 +216,49 @@ class GeneratorTrainer(Trainer):
         choices = self.cfg.supported_parallel
         return random.Random(f"bitdance/parallel/{self.opt_cfg.seed}/{step}").choice(choices)
 
-    def _condition(self, store: TokenStore, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def patch_perm_for(self, step: int, p: int) -> torch.Tensor | None:
+        """The step's patch order (K,) with `--any-order`, or None for the default order."""
+        k = self.cfg.num_tokens // p
+        r = random.Random(f"bitdance/any-order/{self.opt_cfg.seed}/{step}")
+        if k < 2 or self.any_order <= 0 or r.random() >= self.any_order:
+            return None
+        perm = list(range(k))
+        r.shuffle(perm)
+        return torch.tensor(perm, dtype=torch.long)
+
+    def captions_for(self, idx: list[int], step: int, chunk: int) -> list[str]:
+        """The stored caption of each item, or (fraction `--rich-captions`) a fresh rich caption."""
+        from ..data.rich_captions import RICH_SOURCES, rich_caption
+
+        store = self.store
+        sources = store.header.get("sources", [])
+        out = []
+        for i, j in enumerate(idx):
+            r = random.Random(f"bitdance/rich-caption/{self.opt_cfg.seed}/{step}/{chunk}/{i}")
+            src = sources[int(store.source_ids[j])] if sources else ""
+            if src in RICH_SOURCES and r.random() < self.rich_captions:
+                out.append(rich_caption(src, store.meta[j], r))  # type: ignore[index]
+            else:
+                out.append(store.captions[int(store.caption_ids[j])])
+        return out
+
+    def encode_captions(self, captions: list[str]) -> TextCondition:
+        if self._text_encoder is None:
+            from .tokens import build_encoder
+
+            spec = self.store.text
+            self._text_encoder = build_encoder(spec["name"], self.cfg.text_len, None).eval()
+        with torch.no_grad():
+            c = self._text_encoder(captions)
+        return TextCondition(c.states.float(), c.mask)
+
+    def _condition(
+        self, store: TokenStore, idx: list[int], step: int | None = None, chunk: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         dev = self.ctx.device
+        if self.cfg.cond_type == "text" and step is not None and self.rich_captions > 0:
+            c = self.encode_captions(self.captions_for(idx, step, chunk))
+            return c.states.to(dev), c.mask.to(dev)
         if self.cfg.cond_type == "text":
             c = store.batch_text(idx, self.cfg.text_len)
             return c.states.to(dev), c.mask.to(dev)
@@ -204,6 +268,7 @@ class GeneratorTrainer(Trainer):
         oc, ctx = self.opt_cfg, self.ctx
         self.model.train()
         p = self.parallel_for(step)
+        perm = self.patch_perm_for(step, p)
         n_tokens = self.cfg.num_tokens
         rng = GlobalBatchSource(
             self.train_gen,
@@ -221,9 +286,9 @@ class GeneratorTrainer(Trainer):
             rng.start_micro_step(chunk)
             idx = self.sampler.batch(step, chunk, n_chunks)
             bits = self.store.batch_bits(idx).to(ctx.device)
-            cond, mask = self._condition(self.store, idx)
+            cond, mask = self._condition(self.store, idx, step, chunk)
             with no_sync(self.wrapped, a < oc.grad_accum - 1):
-                loss = self.wrapped(bits, cond, mask, rng, p)
+                loss = self.wrapped(bits, cond, mask, rng, p, perm)
                 (loss / oc.grad_accum).backward()
             bad |= not bool(torch.isfinite(loss.detach()))
             total += float(loss.detach()) / oc.grad_accum
@@ -425,6 +490,20 @@ def train_parser() -> argparse.ArgumentParser:
         "--sample-steps", type=int, default=20, help="head sampling steps saved as the default (20)"
     )
     p.add_argument("--cfg", type=float, default=3.0, help="guidance scale saved as the default (3.0)")
+    p.add_argument(
+        "--any-order",
+        type=float,
+        default=0.0,
+        help="fraction of steps that generate the patches in a random order (default 0: patch order); "
+        "makes edit method kept_first see every kept patch",
+    )
+    p.add_argument(
+        "--rich-captions",
+        type=float,
+        default=0.0,
+        help="fraction of items captioned afresh each step by the rich captioner (default 0: the stored "
+        "caption); needs a token folder with meta.json",
+    )
     add_common_options(p, lr=3e-4, batch=64, steps=10000)
     return p
 
@@ -477,6 +556,8 @@ def train_main(argv: list[str]) -> int:
         if not 1 <= args.text_len <= 512:
             raise ValueError(f"--text-len must be in 1..512, got {args.text_len}")
         overrides["text_len"] = args.text_len
+    if args.any_order > 0:
+        overrides["any_order"] = True
     source_weights = parse_source_weights(args.source_weights)
     for name in ("perturb_rate", "cond_dropout"):
         v = getattr(args, name)
@@ -511,6 +592,8 @@ def train_main(argv: list[str]) -> int:
             sample_cfg=args.cfg,
             source_weights=source_weights,
             tokenizer_path=args.tokenizer,
+            any_order=args.any_order,
+            rich_captions=args.rich_captions,
         )
         if ctx.is_main:
             announce(

@@ -135,6 +135,12 @@ def add_common_options(p: argparse.ArgumentParser, lr: float, batch: int, steps:
         "continue later with --resume and a larger --stop-at (or none)",
     )
     p.add_argument(
+        "--time-budget",
+        type=float,
+        help="stop (checkpoint + export) once this many seconds of training have run, counted across "
+        "resumes; the --steps LR schedule is kept",
+    )
+    p.add_argument(
         "--log-every", type=int, default=10, help="steps between metrics.jsonl records (default 10)"
     )
     p.add_argument(
@@ -190,6 +196,7 @@ def loop_config(args: argparse.Namespace) -> Any:
         resume=args.resume,
         progress=not args.no_progress,
         stop_at=args.stop_at,
+        time_budget_s=getattr(args, "time_budget", None),
     )
 
 

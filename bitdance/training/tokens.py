@@ -7,6 +7,7 @@ Folder layout (written to a temp folder, then renamed into place)::
     bits.npy           (N, ceil(d*h*w / 8)) uint8   np.packbits of (bits > 0) flattened in (d, h, w) order
     labels.npy         (N,) int64                   class label (-1 if none)
     caption_ids.npy    (N,) int64                   index into captions.json
+    meta.json          (N,) list of compact item descriptions (for the rich captioner; absent in old folders)
     source_ids.npy     (N,) int16                   index into header["sources"]
     captions.json      unique captions
     text_states.npy    (T, D) float16               valid token states of each unique caption, concatenated
@@ -124,7 +125,7 @@ def extract_tokens(
     entries = parse_mixture(data)
     datasets = [build_dataset(e.name, split=split, size=size, **e.options) for e in entries]
     encoder = build_encoder(text_encoder, text_len, text_dim)
-    packed, labels, captions, sources = [], [], [], []
+    packed, labels, captions, sources, metas = [], [], [], [], []
     sized = all(not isinstance(d, IterableDataset) for d in datasets)
     total = sum(len(d) for d in datasets) if sized else None  # type: ignore[arg-type]
     n_batches = -(-min(total, limit or total) // batch_size) if total is not None else 0
@@ -153,6 +154,7 @@ def extract_tokens(
                 packed.append(pack_bits(bits))
                 labels.append(batch["label"].numpy())
                 captions.extend(batch["caption"])
+                metas.extend(compact_meta(m) for m in batch["meta"])
                 sources.extend([k] * len(batch["caption"]))
                 left -= len(batch["caption"])
                 done += 1
@@ -192,6 +194,7 @@ def extract_tokens(
             np.asarray(sources, np.int16),
         )
         (tmp / "captions.json").write_text(json.dumps(uniq, ensure_ascii=False), encoding="utf-8")
+        (tmp / "meta.json").write_text(json.dumps(metas, ensure_ascii=False), encoding="utf-8")
         _finish_folder(tmp, header, encoder, uniq, text_encoder, text_len, progress)
     return out
 
@@ -221,7 +224,14 @@ def retext_tokens(
     header["text_encoder"] = None
     header["text_from"] = str(src.resolve())
     with atomic_folder(out) as tmp:
-        for name in ("bits.npy", "labels.npy", "caption_ids.npy", "source_ids.npy", "captions.json"):
+        for name in (
+            "bits.npy",
+            "labels.npy",
+            "caption_ids.npy",
+            "source_ids.npy",
+            "captions.json",
+            "meta.json",
+        ):
             if (src / name).is_file():
                 shutil.copyfile(src / name, tmp / name)
         _finish_folder(tmp, header, encoder, store.captions, text_encoder, text_len, progress)
@@ -251,6 +261,18 @@ def _finish_folder(
         np.save(tmp / "text_offsets.npy", offsets)
         header["text_encoder"] = {"name": text_encoder, "max_len": text_len, "dim": int(states.shape[1])}
     (tmp / "header.json").write_text(json.dumps(header, indent=2) + "\n", encoding="utf-8")
+
+
+META_KEYS = ("class_name", "colour", "char", "name", "kind", "relation", "count")
+OBJECT_KEYS = ("shape", "colour", "size", "position")
+
+
+def compact_meta(meta: dict[str, Any]) -> dict[str, Any]:
+    """The part of a dataset item's meta that the rich captioner reads (JSON-friendly, small)."""
+    out = {k: meta[k] for k in META_KEYS if k in meta}
+    if "objects" in meta:
+        out["objects"] = [{k: o.get(k) for k in OBJECT_KEYS} for o in meta["objects"]]
+    return out
 
 
 def _chunks(items, size: int):  # noqa: ANN001, ANN202
@@ -283,6 +305,15 @@ class TokenStore:
         self.caption_ids = np.load(self.folder / "caption_ids.npy")
         self.captions = json.loads((self.folder / "captions.json").read_text(encoding="utf-8"))
         self.shape = tuple(self.header["bits_shape"])
+        self.source_ids = (
+            np.load(self.folder / "source_ids.npy")
+            if (self.folder / "source_ids.npy").is_file()
+            else np.zeros(len(self.bits), np.int16)
+        )
+        mp = self.folder / "meta.json"
+        self.meta: list[dict[str, Any]] | None = (
+            json.loads(mp.read_text(encoding="utf-8")) if mp.is_file() else None
+        )
         self.text = self.header.get("text_encoder")
         if len(self.bits) == 0:
             raise ValueError(f"{self.folder} holds no tokens")
