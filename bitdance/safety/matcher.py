@@ -28,6 +28,8 @@ CATEGORIES = ("minors_sexual", "hate", "sexual_explicit", "graphic_violence", "c
 AGE, AGE_YO = "<age>", "<age_yo>"
 MAX_EXPANSIONS = 50_000  # word tuples one phrase may expand to
 MIN_RUN_KEY = 4  # rule words this long are also searched inside spaced-out letter runs
+MAX_RUN_WALK = 200  # runs up to this long are also searched for multi-word phrases (bounded work)
+MAX_RUN_WORD = 24  # longest rule word looked for inside a run
 NO_JOIN = frozenset("a an the to of in on at is are be by for with from and or all my his her its".split())
 NUMBER_WORDS = dict(zip(
     "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
@@ -206,7 +208,27 @@ class Matcher:
                         if node is not None:
                             occ.update((tag, first + at, first + stop) for tag in node.tags)
                         stop += 1
+            if len(text) <= MAX_RUN_WALK:
+                self._find_in_run(first, text, occ)
         return occ
+
+    def _find_in_run(self, first: int, text: str, occ: set) -> None:
+        """Multi-word rule phrases spelled inside a spaced-out run ("k i l l a l l j e w s"): walk the
+        trie over the run's characters (each is one piece), word boundaries anywhere."""
+        for form in same_length_forms(text):
+            n = len(form)
+            for at in range(n):
+                stack = [(at, self.root, 0)]
+                while stack:
+                    pos, node, depth = stack.pop()
+                    for stop in range(pos + 1, min(n, pos + MAX_RUN_WORD) + 1):
+                        child = node.children.get(form[pos:stop])
+                        if child is None:
+                            continue
+                        if depth:  # single words are the run keys' job (four letters or more)
+                            occ.update((tag, first + at, first + stop) for tag in child.tags)
+                        if child.children and stop < n:
+                            stack.append((stop, child, depth + 1))
 
     def evaluate(self, lat: Lattice) -> tuple[list[Match], tuple[str, ...]]:
         """Rules that fire (severity order, then position) and ids of allow exceptions that applied."""

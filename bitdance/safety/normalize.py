@@ -277,6 +277,8 @@ def reading(prompt: str, vocab: frozenset[str] | set[str] | None = None) -> str:
 
 
 MAX_SEGMENT = 200  # longer spaced-out runs are not split into words (bounded work)
+# the only words under three letters a segmentation may use ("de capita ted" is not a reading)
+SHORT_WORDS = frozenset("a i an of on in to is at by me my we us or as be no so up he it do am".split())
 
 
 def segment(text: str, vocab: frozenset[str] | set[str]) -> str:
@@ -290,7 +292,8 @@ def segment(text: str, vocab: frozenset[str] | set[str]) -> str:
     for j in range(1, n + 1):
         for k in range(max(0, j - 24), j):
             prev = best[k]
-            if prev is not None and text[k:j] in vocab:
+            word = text[k:j]
+            if prev is not None and word in vocab and (j - k > 2 or word in SHORT_WORDS):
                 cand = (prev[0] + 1, k)
                 if best[j] is None or cand[0] < best[j][0]:  # type: ignore[index]
                     best[j] = cand
@@ -301,4 +304,6 @@ def segment(text: str, vocab: frozenset[str] | set[str]) -> str:
         k = best[j][1]  # type: ignore[index]
         out.append(text[k:j])
         j = k
+    if sum(len(w) <= 2 for w in out) > max(1, len(out) // 3):  # "dec a pit a ted": not a reading
+        return text
     return " ".join(reversed(out))

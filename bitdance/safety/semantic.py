@@ -172,7 +172,21 @@ class Embedder:
 
 def prompt_reading(prompt: str) -> str:
     """The text the encoder sees for a prompt (its reading, bounded; "empty" for an empty one)."""
-    return reading(prompt[:READ_CHARS])[:READ_CHARS] or "empty"
+    return reading(prompt[:READ_CHARS], vocab())[:READ_CHARS] or "empty"
+
+
+@lru_cache(maxsize=1)
+def vocab() -> frozenset[str] | None:
+    """Whole words of the MiniLM word-piece vocabulary (guides leet readings and spaced-out runs), or
+    None when the encoder's files are not installed."""
+    try:
+        from bitdance.generator.text_encoder import minilm_path  # noqa: PLC0415
+
+        data = json.loads((minilm_path() / "tokenizer.json").read_text(encoding="utf-8"))
+    except (RuntimeError, OSError, ValueError):
+        return None
+    words = data.get("model", {}).get("vocab", {})
+    return frozenset(w for w in words if w.isalpha() and w.isascii() and (len(w) > 1 or w in "ai"))
 
 
 @lru_cache(maxsize=1)
