@@ -48,7 +48,7 @@ def main(argv: list[str]) -> int:
     dev = [c for c in load_suite(suite) if c.split == "dev"]
     rules_only = ContentFilter(semantic=None)
     rule_blocked = [not rules_only.check(c.prompt).allowed for c in dev]
-    scores = index.chunk_scores([c.prompt for c in dev])
+    scores = index.chunk_scores([rules_only.semantic_text(c.prompt) for c in dev])
     t, m, ct, dev_rates = choose_settings(
         rule_blocked,
         [c.label for c in dev],

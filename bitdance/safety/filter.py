@@ -12,6 +12,7 @@ ever produces an image, blank or otherwise.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -99,6 +100,16 @@ def _validate_prompt(prompt: Any) -> str:
     return prompt
 
 
+def _blank(prompt: str, spans: list[tuple[int, int]]) -> str:
+    """`prompt` with the character spans replaced by spaces."""
+    if not spans:
+        return prompt
+    chars = list(prompt)
+    for a, b in spans:
+        chars[a:b] = " " * (b - a)
+    return "".join(chars)
+
+
 def _describe(match: Match) -> str:
     parts = [f"{text!r} (chars {a}-{b})" for text, (a, b) in zip(match.texts, match.spans)]
     what = " together with ".join(parts)
@@ -158,6 +169,18 @@ class ContentFilter:
             self._rules = RuleSet.builtin()
         return self._rules
 
+    def warm_up(self, background: bool = True) -> threading.Thread | None:
+        """Load and compile the rules now, in a daemon thread when `background` (returned), so that
+        the first `check` does not pay for it: call it before loading model weights. Idempotent."""
+        if self.mode == "off" and all(m == "off" for m in self.category_modes.values()):
+            return None
+        if not background:
+            _ = self.rules.matcher
+            return None
+        thread = threading.Thread(target=lambda: self.rules.matcher, name="bitdance-safety", daemon=True)
+        thread.start()
+        return thread
+
     def __repr__(self) -> str:
         n = len(self.rules.rules)
         sem = "builtin" if self._semantic == "builtin" else ("off" if self._semantic is None else "custom")
@@ -192,6 +215,12 @@ class ContentFilter:
             nearest=nb.text, similarity=round(nb.similarity, 4), score=result.score,
         )  # fmt: skip
 
+    def semantic_text(self, prompt: str) -> str:
+        """The text the semantic layer judges: `prompt` with allow-listed near-misses blanked out."""
+        spans: list[tuple[int, int]] = []
+        self.rules.matcher.evaluate(build_lattice(_validate_prompt(prompt)), spans)
+        return _blank(prompt, spans)
+
     def scan(self, prompt: str) -> list[Match]:
         """Every rule that fires on `prompt`, most severe first, regardless of mode."""
         return self.rules.matcher.evaluate(build_lattice(_validate_prompt(prompt)))[0]
@@ -201,7 +230,8 @@ class ContentFilter:
         _validate_prompt(prompt)
         if self.mode == "off" and all(m == "off" for m in self.category_modes.values()):
             return Verdict(True, None, None, "Allowed: content checks are off (mode='off').", self.mode)
-        matches, exceptions = self.rules.matcher.evaluate(build_lattice(prompt))
+        allow_spans: list[tuple[int, int]] = []
+        matches, exceptions = self.rules.matcher.evaluate(build_lattice(prompt), allow_spans)
         decided = [(self.category_modes.get(m.category, self.mode), m) for m in matches]
         blocking = [m for eff, m in decided if eff == "block"]
         warning = [m for eff, m in decided if eff == "warn"]
@@ -209,7 +239,9 @@ class ContentFilter:
             m = blocking[0]
             reason = f"Blocked: {_describe(m)}."
             return Verdict(False, m.category, m.rule.id, reason, self.mode, m.texts, m.spans, exceptions)
-        semantic = self._semantic_verdict(prompt, exceptions)
+        # an allow-listed near-miss ("nude lipstick", "food porn") is benign by decision: the semantic
+        # layer judges the rest of the prompt
+        semantic = self._semantic_verdict(_blank(prompt, allow_spans), exceptions)
         if semantic is not None and (not semantic.allowed or not warning):
             return semantic
         if warning:

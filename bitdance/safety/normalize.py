@@ -56,6 +56,9 @@ HOMOGLYPHS: dict[str, str] = {
     "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ց": "g", "ք": "p", "զ": "q", "ա": "w", "ւ": "l", "ռ": "n",
     "ꭺ": "a", "ꭼ": "e", "ꮋ": "h", "ꭵ": "i", "ꮶ": "k", "ꮇ": "m", "ꮎ": "o", "ꮲ": "p", "ꮪ": "s", "ꮖ": "t",
 }  # fmt: skip
+HOMOGLYPHS["ꮮ"] = "l"
+# Cherokee casefolds to its upper-case letters: map those too
+HOMOGLYPHS.update({k.casefold(): v for k, v in list(HOMOGLYPHS.items()) if k.casefold() not in HOMOGLYPHS})
 # Enclosed letters NFKD does not decompose (negative circled/squared 🅐 🅰) and regional indicators 🇦.
 for _base in (0x1F150, 0x1F170, 0x1F1E6, 0x1F130):
     for _k in range(26):
