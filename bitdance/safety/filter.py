@@ -1,7 +1,9 @@
 """ContentFilter and check_prompt: prompt -> Verdict. The filter only judges; callers act on the verdict.
 
 Two layers: the keyword rules (`rules.RuleSet`) and, for a prompt no rule blocks, the semantic layer
-(`semantic.SemanticIndex`: nearest labelled examples in MiniLM sentence space).
+(`semantic.SemanticIndex`: nearest labelled examples and a small classifier in MiniLM sentence space).
+Construction is cheap: the rules are compiled (or read from the compiled cache) on the first check,
+the encoder is loaded on the first prompt that reaches the semantic layer, or passed in (`encoder=`).
 
 The pipeline, CLI and server all call `ContentFilter.check` (or `check_prompt`) before generating and
 refuse a blocked prompt with an error that carries the verdict (`PromptBlockedError`); nothing here
@@ -10,6 +12,7 @@ ever produces an image, blank or otherwise.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
@@ -23,7 +26,9 @@ if TYPE_CHECKING:
 
 MODES = ("block", "warn", "off")
 MAX_PROMPT_CHARS = 100_000  # longer input is refused (keeps the worst case bounded for the server)
-SEMANTIC_RULE = "semantic.nearest_example"  # the `rule` of a verdict decided by the semantic layer
+SEMANTIC_RULE = "semantic.nearest_example"  # `rule` of a verdict the nearest labelled examples decided
+CLASSIFIER_RULE = "semantic.classifier"  # `rule` of a verdict the semantic layer's classifier decided
+SEMANTIC_RULES = (SEMANTIC_RULE, CLASSIFIER_RULE)
 
 
 @dataclass(frozen=True)
@@ -34,8 +39,9 @@ class Verdict:
     fired (also set for warnings), else None. reason: one human-readable sentence naming category, rule
     and matched text. matched/spans: the original prompt text (and [start, end) character spans) that
     fired the rule. exceptions: allow-list ids that suppressed a near-miss (useful when tuning rules).
-    nearest/similarity: for a semantic-layer verdict (rule "semantic.nearest_example"), the labelled
-    must-block example closest to the prompt and its cosine similarity; else None.
+    nearest/similarity/score: for a semantic-layer verdict (rule "semantic.nearest_example" or
+    "semantic.classifier"), the labelled must-block example closest to the prompt, its cosine
+    similarity and the classifier's P(block) (None without a classifier); else None.
     """
 
     allowed: bool
@@ -48,6 +54,7 @@ class Verdict:
     exceptions: tuple[str, ...] = ()
     nearest: str | None = None
     similarity: float | None = None
+    score: float | None = None
 
     @property
     def flagged(self) -> bool:
@@ -62,7 +69,7 @@ class Verdict:
         d["exceptions"] = list(self.exceptions)
         # the semantic layer's fields appear only when it decided: verdicts of the rules alone keep the
         # shape they had before the layer existed (recipes in PNGs, and so byte-identical replays)
-        for key in ("nearest", "similarity"):
+        for key in ("nearest", "similarity", "score"):
             if d.get(key) is None:
                 d.pop(key, None)
         return d
@@ -93,6 +100,16 @@ def _validate_prompt(prompt: Any) -> str:
     return prompt
 
 
+def _blank(prompt: str, spans: list[tuple[int, int]]) -> str:
+    """`prompt` with the character spans replaced by spaces."""
+    if not spans:
+        return prompt
+    chars = list(prompt)
+    for a, b in spans:
+        chars[a:b] = " " * (b - a)
+    return "".join(chars)
+
+
 def _describe(match: Match) -> str:
     parts = [f"{text!r} (chars {a}-{b})" for text, (a, b) in zip(match.texts, match.spans)]
     what = " together with ".join(parts)
@@ -105,9 +122,11 @@ class ContentFilter:
     the mode per category.
 
     semantic: "builtin" (default: the shipped index, loaded on the first prompt no rule blocks), a
-    `SemanticIndex`, or None (rules only). Example: ContentFilter(mode="block",
-    category_modes={"copyrighted_character": "warn"}) blocks everything except named characters and
-    brands, which are only reported.
+    `SemanticIndex`, or None (rules only). encoder: an already-loaded text encoder for the semantic
+    layer (anything with `sentence_embedding(list[str]) -> Tensor (B, 384)`, L2-normalised: the
+    pipeline's `MiniLMTextEncoder`), so no second MiniLM copy is loaded; None loads one on first use.
+    Example: ContentFilter(mode="block", category_modes={"copyrighted_character": "warn"}) blocks
+    everything except named characters and brands, which are only reported.
     """
 
     def __init__(
@@ -116,13 +135,24 @@ class ContentFilter:
         mode: str = "block",
         category_modes: Mapping[str, str] | None = None,
         semantic: SemanticIndex | str | None = "builtin",
+        encoder: Any = None,
     ):
-        self.rules = RuleSet.builtin() if rules is None else rules
-        if not isinstance(self.rules, RuleSet):
-            raise TypeError(f"rules must be a RuleSet or None, got {type(self.rules).__name__}")
+        if rules is not None and not isinstance(rules, RuleSet):
+            raise TypeError(f"rules must be a RuleSet or None, got {type(rules).__name__}")
+        self._rules = rules  # None: the built-ins, loaded on first use (construction stays cheap)
         if isinstance(semantic, str) and semantic != "builtin":
             raise ValueError(f"semantic must be 'builtin', a SemanticIndex or None; got {semantic!r}")
+        if encoder is not None and not callable(getattr(encoder, "sentence_embedding", None)):
+            raise TypeError(
+                "encoder must be a loaded text encoder with a sentence_embedding(list[str]) method "
+                f"(e.g. the pipeline's MiniLMTextEncoder) or None; got {type(encoder).__name__}"
+            )
+        if encoder is not None and semantic is not None and not isinstance(semantic, str):
+            from bitdance.safety.semantic import embedder_for  # noqa: PLC0415
+
+            semantic = semantic.with_embedder(embedder_for(encoder))
         self._semantic = semantic
+        self.encoder = encoder
         self.mode = validate_mode(mode)
         self.category_modes = dict(category_modes or {})
         for cat, m in self.category_modes.items():
@@ -131,6 +161,25 @@ class ContentFilter:
                     f"unknown category {cat!r} in category_modes; allowed: {', '.join(CATEGORIES)}"
                 )
             validate_mode(m, f"category_modes[{cat!r}]")
+
+    @property
+    def rules(self) -> RuleSet:
+        """The rule set (the built-ins are loaded here, on first use)."""
+        if self._rules is None:
+            self._rules = RuleSet.builtin()
+        return self._rules
+
+    def warm_up(self, background: bool = True) -> threading.Thread | None:
+        """Load and compile the rules now, in a daemon thread when `background` (returned), so that
+        the first `check` does not pay for it: call it before loading model weights. Idempotent."""
+        if self.mode == "off" and all(m == "off" for m in self.category_modes.values()):
+            return None
+        if not background:
+            _ = self.rules.matcher
+            return None
+        thread = threading.Thread(target=lambda: self.rules.matcher, name="bitdance-safety", daemon=True)
+        thread.start()
+        return thread
 
     def __repr__(self) -> str:
         n = len(self.rules.rules)
@@ -144,7 +193,7 @@ class ContentFilter:
         if self._semantic == "builtin":
             from bitdance.safety.semantic import SemanticIndex  # noqa: PLC0415
 
-            self._semantic = SemanticIndex.builtin()
+            self._semantic = SemanticIndex.builtin(self.encoder)
         return self._semantic  # type: ignore[return-value]
 
     def _semantic_verdict(self, prompt: str, exceptions: tuple[str, ...]) -> Verdict | None:
@@ -158,12 +207,19 @@ class ContentFilter:
         if not result.blocked or eff == "off":
             return None
         nb = result.nearest_block
+        rule = SEMANTIC_RULE if result.by == "nearest" else CLASSIFIER_RULE
         head = "Blocked" if eff == "block" else f"Warning only, not blocked (mode='{eff}')"
-        reason = f"{head}: category '{result.category}', rule '{SEMANTIC_RULE}': {result.describe()}."
+        reason = f"{head}: category '{result.category}', rule '{rule}': {result.describe()}."
         return Verdict(
-            eff != "block", result.category, SEMANTIC_RULE, reason, self.mode,
-            exceptions=exceptions, nearest=nb.text, similarity=round(nb.similarity, 4),
+            eff != "block", result.category, rule, reason, self.mode, exceptions=exceptions,
+            nearest=nb.text, similarity=round(nb.similarity, 4), score=result.score,
         )  # fmt: skip
+
+    def semantic_text(self, prompt: str) -> str:
+        """The text the semantic layer judges: `prompt` with allow-listed near-misses blanked out."""
+        spans: list[tuple[int, int]] = []
+        self.rules.matcher.evaluate(build_lattice(_validate_prompt(prompt)), spans)
+        return _blank(prompt, spans)
 
     def scan(self, prompt: str) -> list[Match]:
         """Every rule that fires on `prompt`, most severe first, regardless of mode."""
@@ -174,7 +230,8 @@ class ContentFilter:
         _validate_prompt(prompt)
         if self.mode == "off" and all(m == "off" for m in self.category_modes.values()):
             return Verdict(True, None, None, "Allowed: content checks are off (mode='off').", self.mode)
-        matches, exceptions = self.rules.matcher.evaluate(build_lattice(prompt))
+        allow_spans: list[tuple[int, int]] = []
+        matches, exceptions = self.rules.matcher.evaluate(build_lattice(prompt), allow_spans)
         decided = [(self.category_modes.get(m.category, self.mode), m) for m in matches]
         blocking = [m for eff, m in decided if eff == "block"]
         warning = [m for eff, m in decided if eff == "warn"]
@@ -182,7 +239,9 @@ class ContentFilter:
             m = blocking[0]
             reason = f"Blocked: {_describe(m)}."
             return Verdict(False, m.category, m.rule.id, reason, self.mode, m.texts, m.spans, exceptions)
-        semantic = self._semantic_verdict(prompt, exceptions)
+        # an allow-listed near-miss ("nude lipstick", "food porn") is benign by decision: the semantic
+        # layer judges the rest of the prompt
+        semantic = self._semantic_verdict(_blank(prompt, allow_spans), exceptions)
         if semantic is not None and (not semantic.allowed or not warning):
             return semantic
         if warning:
@@ -208,9 +267,10 @@ def check_prompt(
     mode: str = "block",
     rules: RuleSet | None = None,
     semantic: SemanticIndex | str | None = "builtin",
+    encoder: Any = None,
 ) -> Verdict:
     """Judge `prompt` with `rules` (the built-ins by default) and the semantic layer in `mode`."""
-    return ContentFilter(rules, mode, semantic=semantic).check(prompt)
+    return ContentFilter(rules, mode, semantic=semantic, encoder=encoder).check(prompt)
 
 
 def format_verdict(verdict: Verdict) -> str:
@@ -220,6 +280,8 @@ def format_verdict(verdict: Verdict) -> str:
     status = "BLOCKED" if not verdict.allowed else "WARNING"
     if verdict.nearest is not None:
         shown = f"nearest example {verdict.nearest!r} (similarity {verdict.similarity:.3f})"
+        if verdict.score is not None:
+            shown += f", classifier P(block) {verdict.score:.3f}"
         return f"safety: {status} {verdict.category}/{verdict.rule} {shown} (mode={verdict.mode})"
     shown = " + ".join(repr(t) for t in verdict.matched)
     return f"safety: {status} {verdict.category}/{verdict.rule} matched {shown} (mode={verdict.mode})"
@@ -233,7 +295,8 @@ def explain(verdict: Verdict) -> str:
             lines.append("The prompt was refused. Rephrase it without the matched text.")
         if verdict.nearest is not None:
             lines.append(
-                "The semantic layer judged the prompt by its closest labelled examples and can be wrong: "
+                "The semantic layer judged the prompt by its closest labelled examples and a classifier "
+                "trained on them, and can be wrong: "
                 "for a false positive, add a benign example to the training list and rebuild the index "
                 "(docs/safety.md, 'Semantic layer')."
             )

@@ -28,6 +28,8 @@ CATEGORIES = ("minors_sexual", "hate", "sexual_explicit", "graphic_violence", "c
 AGE, AGE_YO = "<age>", "<age_yo>"
 MAX_EXPANSIONS = 50_000  # word tuples one phrase may expand to
 MIN_RUN_KEY = 4  # rule words this long are also searched inside spaced-out letter runs
+MAX_RUN_WALK = 200  # runs up to this long are also searched for multi-word phrases (bounded work)
+MAX_RUN_WORD = 24  # longest rule word looked for inside a run
 NO_JOIN = frozenset("a an the to of in on at is are be by for with from and or all my his her its".split())
 NUMBER_WORDS = dict(zip(
     "one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen"
@@ -119,6 +121,32 @@ def expand_phrase(phrase: str, lists: Mapping[str, Sequence[str]]) -> list[tuple
     return [words for words in dict.fromkeys(out) if words]
 
 
+def check_phrase(phrase: str, lists: Mapping[str, Sequence[str]]) -> int:
+    """Validate a rule phrase like `expand_phrase` without expanding it; returns its variant count."""
+    if not isinstance(phrase, str) or not phrase.strip():
+        raise ValueError(f"phrase must be a non-empty string, got {phrase!r}")
+    total = 1
+    for raw in phrase.split():
+        optional = len(raw) > 1 and raw.endswith("?")
+        raw = raw[:-1] if optional else raw
+        if raw.startswith("@"):
+            if raw[1:] not in lists:
+                raise ValueError(f"phrase {phrase!r} uses unknown list {raw!r}; known: {sorted(lists)}")
+            entries = lists[raw[1:]]
+            for entry in entries:
+                if any(w.startswith("@") or w.endswith("?") for w in entry.split()):
+                    raise ValueError(f"list {raw!r} entry {entry!r}: list entries cannot use '@' or '?'")
+                for word in entry.split():
+                    _literal(word)
+            total *= len(entries) + optional
+        else:
+            _literal(raw)
+            total *= 1 + optional
+    if total > MAX_EXPANSIONS:
+        raise ValueError(f"phrase {phrase!r} expands to {total} variants (max {MAX_EXPANSIONS})")
+    return total
+
+
 class _Node:
     __slots__ = ("children", "tags")
 
@@ -135,7 +163,7 @@ class Matcher:
         self.allow = tuple(allow)
         self.root = _Node()
         self.run_keys: dict[str, _Node] = {}  # single rule words searched inside spaced-out runs
-        self.run_prefixes: set[str] = set()  # every prefix of a run key (a char trie as a set)
+        self._run_prefixes: set[str] | None = None  # every prefix of a run key, built on first use
         for ri, rule in enumerate(self.rules):
             for gi, group in enumerate(rule.all_of or (rule.phrases,)):
                 for phrase in group:
@@ -162,9 +190,15 @@ class Matcher:
                     node.tags.append(tag)
                 key = variant[0]
                 if tag[0] in (RULE, GROUP) and len(variant) == 1 and len(key) >= MIN_RUN_KEY:
-                    if key not in self.run_keys:
-                        self.run_prefixes.update(key[:k] for k in range(1, len(key) + 1))
                     self.run_keys[key] = node
+
+    @property
+    def run_prefixes(self) -> set[str]:
+        """Every prefix of a run key (a character trie as a set); built the first time a prompt has a
+        spaced-out run, which keeps compiling cheap."""
+        if self._run_prefixes is None:
+            self._run_prefixes = {key[:k] for key in self.run_keys for k in range(1, len(key) + 1)}
+        return self._run_prefixes
 
     @staticmethod
     def _children(node: _Node, forms: tuple[str, ...]) -> list[_Node]:
@@ -197,19 +231,43 @@ class Matcher:
                         if child.children and end < n:
                             stack.append((end, child))
         # Spaced-out letters ("p h o t o o f n u d e"): look for rule words anywhere inside the run.
+        prefixes = self.run_prefixes if lat.runs else set()
         for first, _end, text in lat.runs:
             for form in same_length_forms(text):
                 for at in range(len(form)):
                     stop = at + 1
-                    while stop <= len(form) and form[at:stop] in self.run_prefixes:
+                    while stop <= len(form) and form[at:stop] in prefixes:
                         node = self.run_keys.get(form[at:stop])
                         if node is not None:
                             occ.update((tag, first + at, first + stop) for tag in node.tags)
                         stop += 1
+            if len(text) <= MAX_RUN_WALK:
+                self._find_in_run(first, text, occ)
         return occ
 
-    def evaluate(self, lat: Lattice) -> tuple[list[Match], tuple[str, ...]]:
-        """Rules that fire (severity order, then position) and ids of allow exceptions that applied."""
+    def _find_in_run(self, first: int, text: str, occ: set) -> None:
+        """Multi-word rule phrases spelled inside a spaced-out run ("k i l l a l l j e w s"): walk the
+        trie over the run's characters (each is one piece), word boundaries anywhere."""
+        for form in same_length_forms(text):
+            n = len(form)
+            for at in range(n):
+                stack = [(at, self.root, 0)]
+                while stack:
+                    pos, node, depth = stack.pop()
+                    for stop in range(pos + 1, min(n, pos + MAX_RUN_WORD) + 1):
+                        child = node.children.get(form[pos:stop])
+                        if child is None:
+                            continue
+                        if depth:  # single words are the run keys' job (four letters or more)
+                            occ.update((tag, first + at, first + stop) for tag in child.tags)
+                        if child.children and stop < n:
+                            stack.append((stop, child, depth + 1))
+
+    def evaluate(
+        self, lat: Lattice, allow_spans: list[tuple[int, int]] | None = None
+    ) -> tuple[list[Match], tuple[str, ...]]:
+        """Rules that fire (severity order, then position) and ids of allow exceptions that applied;
+        `allow_spans`, if given, receives the prompt character spans of those exceptions."""
         occ = self.find(lat)
         # reach[i] = furthest end of an allow occurrence starting at or before piece i.
         reach = [0] * (len(lat) + 1)
@@ -226,7 +284,11 @@ class Matcher:
             if kind in (ALLOW, UNLESS) or ri in switched_off:
                 continue
             if reach[first] >= end:  # inside an allow-list phrase
-                used.update(self.allow[ai].id for ai, f, e in allow_occ if f <= first and e >= end)
+                for ai, f, e in allow_occ:
+                    if f <= first and e >= end:
+                        used.add(self.allow[ai].id)
+                        if allow_spans is not None:
+                            allow_spans.append(lat.char_span(f, e))
                 continue
             hits.setdefault((ri, gi), []).append((first, end))
         matches = []

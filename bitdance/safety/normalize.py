@@ -15,7 +15,10 @@ may match:
 
 Character folding (per code point, cached): casefold, NFKD (fullwidth and other compatibility forms),
 drop combining marks and format characters (zero-width space/joiners, BOM, word joiner, soft hyphen),
-then map Cyrillic/Greek look-alikes to Latin. Everything is linear in the prompt length.
+then map Cyrillic/Greek/Armenian/Cherokee look-alikes, small capitals and enclosed or regional-indicator
+letters to Latin. Every piece also offers its English gloss when it is a common foreign form of a
+listed word (`bitdance/assets/safety/glossary.json`: "juifs" -> "jews", "nackt" -> "naked").
+Everything is linear in the prompt length.
 """
 
 from __future__ import annotations
@@ -41,7 +44,25 @@ HOMOGLYPHS: dict[str, str] = {
     "ᴠ": "v", "ᴡ": "w", "ʏ": "y", "ᴢ": "z",
     # Latin letters without a decomposition
     "ı": "i", "ł": "l", "ø": "o", "đ": "d", "ħ": "h", "ŧ": "t", "ƅ": "b", "ɑ": "a", "ɩ": "i", "ʋ": "u",
+    "ɾ": "r", "ʂ": "s", "ȿ": "s", "ƙ": "k", "ɲ": "n", "ŋ": "n", "ɱ": "m", "ʐ": "z", "ɨ": "i",
+    "ꞵ": "b", "ꭓ": "x", "ǝ": "e", "ɘ": "e", "ɔ": "c", "ʌ": "v", "ʍ": "w", "ɥ": "h", "ɹ": "r", "ʇ": "t",
+    # more Cyrillic and Greek (upper-case forms casefold onto these)
+    "ԍ": "g", "ԏ": "t", "ӕ": "ae", "ҝ": "k", "ҡ": "k", "ң": "h", "ү": "y", "ұ": "y", "ҳ": "x", "ђ": "h",
+    "ћ": "h", "џ": "u", "ѡ": "w", "ѳ": "o", "ӧ": "o", "ӓ": "a", "ӱ": "y", "л": "n", "д": "d",
+    "ш": "w", "щ": "w", "ц": "u", "я": "r", "б": "b", "э": "e",
+    "ϐ": "b", "ϑ": "o", "ϒ": "y", "ϕ": "o", "ϖ": "w", "ϱ": "p", "ϵ": "e", "ϻ": "m", "ζ": "z", "λ": "a",
+    "θ": "o", "ξ": "e", "π": "n", "φ": "o", "ψ": "w",
+    # Armenian and Cherokee letters that look Latin
+    "օ": "o", "ս": "u", "հ": "h", "ո": "n", "ց": "g", "ք": "p", "զ": "q", "ա": "w", "ւ": "l", "ռ": "n",
+    "ꭺ": "a", "ꭼ": "e", "ꮋ": "h", "ꭵ": "i", "ꮶ": "k", "ꮇ": "m", "ꮎ": "o", "ꮲ": "p", "ꮪ": "s", "ꮖ": "t",
 }  # fmt: skip
+HOMOGLYPHS["ꮮ"] = "l"
+# Cherokee casefolds to its upper-case letters: map those too
+HOMOGLYPHS.update({k.casefold(): v for k, v in list(HOMOGLYPHS.items()) if k.casefold() not in HOMOGLYPHS})
+# Enclosed letters NFKD does not decompose (negative circled/squared 🅐 🅰) and regional indicators 🇦.
+for _base in (0x1F150, 0x1F170, 0x1F1E6, 0x1F130):
+    for _k in range(26):
+        HOMOGLYPHS[chr(_base + _k)] = chr(ord("a") + _k)
 
 # Leetspeak: symbol -> letters it may stand for. Ambiguous symbols list several letters.
 LEET: dict[str, str] = {
@@ -53,6 +74,18 @@ EDGE_PUNCT = frozenset("!|+")
 WORD_SYMBOLS = frozenset(c for c in LEET if not c.isalnum())
 MAX_AMBIGUOUS = 2  # leet symbols with several readings: enumerate all readings up to this many
 MIN_RUN = 3  # single characters in a row that count as a spaced-out word ("n u d e")
+
+
+@lru_cache(maxsize=1)
+def glossary() -> dict[str, str]:
+    """Folded foreign word -> English gloss (`bitdance/assets/safety/glossary.json`)."""
+    import json  # noqa: PLC0415
+    from importlib import resources  # noqa: PLC0415
+
+    data = json.loads(
+        (resources.files("bitdance") / "assets" / "safety" / "glossary.json").read_text("utf-8")
+    )
+    return {fold_text(k): fold_text(v) for k, v in data["words"].items()}
 
 
 @lru_cache(maxsize=8192)
@@ -119,6 +152,8 @@ def _word_forms(text: str) -> tuple[str, ...]:
             forms.append(f[:-1])
             if f.endswith("es"):
                 forms.append(f[:-2])
+    gloss = glossary()
+    forms += [gloss[f] for f in forms if f in gloss and " " not in gloss[f]]
     return tuple(dict.fromkeys(forms))
 
 
@@ -213,15 +248,18 @@ def build_lattice(prompt: str) -> Lattice:
     return lat
 
 
-def reading(prompt: str) -> str:
+def reading(prompt: str, vocab: frozenset[str] | set[str] | None = None) -> str:
     """The prompt read back as plain words for the semantic layer: "k1ll 4ll j3ws" -> "kill all jews".
 
     Pieces are folded (case, width, accents, look-alikes); a piece with a letter and leet symbols takes
-    its first leet reading; runs of three or more equal letters are squeezed to one; a spaced-out run
-    of single characters ("n u d e") becomes one word. Pieces are joined by single spaces.
+    its first leet reading that is a `vocab` word (else its first reading); runs of three or more equal
+    letters are squeezed to one; a spaced-out run of single characters ("n u d e") becomes one word,
+    or, with a `vocab`, the fewest vocab words that spell it ("a s u b h u m a n" -> "a subhuman");
+    a common foreign form takes its English gloss ("juifs" -> "jews"). Pieces are joined by spaces.
     """
     lat = build_lattice(prompt)
     runs = {first: (end, text) for first, end, text in lat.runs}
+    gloss = glossary()
     words: list[str] = []
     i = 0
     while i < len(lat):
@@ -230,6 +268,45 @@ def reading(prompt: str) -> str:
         else:
             end, text = i + 1, lat.texts[i]
         forms = same_length_forms(text)
-        words.append(_squeeze(forms[1] if len(forms) > 1 else forms[0], 1))
+        word = forms[1] if len(forms) > 1 else forms[0]
+        if vocab is not None and len(forms) > 1:
+            word = next((f for f in forms[1:] if _squeeze(f, 1) in vocab or _squeeze(f, 2) in vocab), word)
+        word = _squeeze(word, 1) if vocab is None or _squeeze(word, 2) not in vocab else _squeeze(word, 2)
+        if i in runs and vocab is not None and word not in vocab:
+            word = segment(word, vocab)
+        words.append(" ".join(gloss.get(w, w) for w in word.split()))
         i = end
     return " ".join(words)
+
+
+MAX_SEGMENT = 200  # longer spaced-out runs are not split into words (bounded work)
+# the only words under three letters a segmentation may use ("de capita ted" is not a reading)
+SHORT_WORDS = frozenset("a i an of on in to is at by me my we us or as be no so up he it do am".split())
+
+
+def segment(text: str, vocab: frozenset[str] | set[str]) -> str:
+    """`text` split into the fewest `vocab` words ("photoofnudewoman" -> "photo of nude woman"), or
+    `text` unchanged when it cannot be spelled with vocab words. Dynamic programming, O(len * 24)."""
+    n = len(text)
+    if n > MAX_SEGMENT or n == 0:
+        return text
+    best: list[tuple[int, int] | None] = [None] * (n + 1)  # best[j] = (words, start of last word)
+    best[0] = (0, 0)
+    for j in range(1, n + 1):
+        for k in range(max(0, j - 24), j):
+            prev = best[k]
+            word = text[k:j]
+            if prev is not None and word in vocab and (j - k > 2 or word in SHORT_WORDS):
+                cand = (prev[0] + 1, k)
+                if best[j] is None or cand[0] < best[j][0]:  # type: ignore[index]
+                    best[j] = cand
+    if best[n] is None:
+        return text
+    out, j = [], n
+    while j > 0:
+        k = best[j][1]  # type: ignore[index]
+        out.append(text[k:j])
+        j = k
+    if sum(len(w) <= 2 for w in out) > max(1, len(out) // 3):  # "dec a pit a ted": not a reading
+        return text
+    return " ".join(reversed(out))

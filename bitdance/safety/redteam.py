@@ -77,47 +77,76 @@ def rates(cases: Sequence[Case], blocked: Sequence[bool]) -> dict[str, Any]:
     }
 
 
+THRESHOLDS = tuple(i / 100 for i in range(30, 96))  # nearest-example similarity threshold grid
+MARGINS = tuple(i / 100 for i in range(0, 21))  # required margin over the nearest benign example
+CLF_THRESHOLDS = tuple(i / 100 for i in range(50, 100)) + (1.01,)  # classifier P(block); 1.01 = off
+
+
 def choose_settings(
     rule_blocked: Sequence[bool],
     labels: Sequence[str],
-    sim_block: Sequence[float],
-    sim_allow: Sequence[float],
-) -> tuple[float, float, dict[str, float]]:
+    sim_block: Sequence[float] | Sequence[Sequence[float]],
+    sim_allow: Sequence[float] | Sequence[Sequence[float]],
+    p_block: Sequence[float] | Sequence[Sequence[float]] | None = None,
+) -> tuple[float, float, float, dict[str, float]]:
     """The threshold-selection rule (dev split only).
 
-    Grid: threshold 0.30..0.95 and margin 0.00..0.20, both in steps of 0.01. Keep the settings whose
-    combined (rules OR semantic) false-positive rate on dev is <= MAX_DEV_FP; among them take the
-    highest dev block rate, then the lowest dev false-positive rate, then the largest margin, then the
-    largest threshold (the most conservative setting that blocks as much). Returns (threshold, margin,
-    dev rates).
+    Per dev prompt: the rules' decision and, per chunk of the prompt (a plain float is one chunk),
+    the nearest-example similarities and the classifier's P(block). Grid: threshold 0.30..0.95,
+    margin 0.00..0.20 and classifier threshold 0.50..0.99 (or off), steps of 0.01. Keep the settings
+    whose combined (rules OR semantic) false-positive rate on dev is <= MAX_DEV_FP; among them take
+    the highest dev block rate of the semantic layer *alone* (the rules were written looking at dev,
+    so only the semantic layer's own rate says how it does on phrasings no rule lists), then the
+    highest combined block rate, then the lowest false-positive rate, then the largest classifier
+    threshold, margin and threshold (the most conservative setting that blocks as much). Returns
+    (threshold, margin, clf_threshold, dev rates).
     """
-    from bitdance.safety.semantic import decide  # noqa: PLC0415
+    import torch  # noqa: PLC0415
 
-    nb = sum(lab == "block" for lab in labels)
-    na = len(labels) - nb
-    best: tuple | None = None
-    for ti in range(30, 96):
-        t = ti / 100
-        for mi in range(0, 21):
-            m = mi / 100
-            kb = ka = 0
-            for rb, lab, sb, sa in zip(rule_blocked, labels, sim_block, sim_allow):
-                hit = rb or decide(sb, sa, t, m)
-                if lab == "block":
-                    kb += hit
-                else:
-                    ka += hit
-            if ka > MAX_DEV_FP * na:
-                continue
-            key = (kb, -ka, m, t)
-            if best is None or key > best[0]:
-                best = (key, t, m, kb / max(nb, 1), ka / max(na, 1))
-    if best is None:
+    def per_chunk(values: Sequence) -> list[list[float]]:
+        return [[float(v)] if isinstance(v, (int, float)) else [float(x) for x in v] for v in values]
+
+    sb, sa = per_chunk(sim_block), per_chunk(sim_allow)
+    owner = torch.tensor([i for i, v in enumerate(sb) for _ in v])
+    n = len(labels)
+    sb_t, sa_t = torch.tensor([x for v in sb for x in v]), torch.tensor([x for v in sa for x in v])
+    t = torch.tensor(THRESHOLDS)[:, None, None]
+    m = torch.tensor(MARGINS)[None, :, None]
+    hit = ((sb_t >= t - 1e-9) & (sb_t - sa_t >= m - 1e-9)).float()  # (T, M, chunks)
+    knn = torch.zeros(len(THRESHOLDS), len(MARGINS), n).index_add_(2, owner, hit) > 0  # (T, M, P)
+    if p_block is None:
+        clf = torch.zeros(1, n, dtype=torch.bool)
+        cts: tuple[float, ...] = (1.01,)
+    else:
+        pmax = torch.tensor([max(v) for v in per_chunk(p_block)])
+        cts = CLF_THRESHOLDS
+        clf = pmax[None] >= torch.tensor(cts)[:, None] - 1e-9  # (C, P)
+    sem = knn[:, :, None, :] | clf[None, None]  # (T, M, C, P)
+    rules = torch.tensor([bool(b) for b in rule_blocked])
+    is_block = torch.tensor([lab == "block" for lab in labels])
+    nb, na = int(is_block.sum()), n - int(is_block.sum())
+    both = sem | rules
+    k_sem = (sem & is_block).sum(-1)
+    k_all = (both & is_block).sum(-1)
+    k_fp = (both & ~is_block).sum(-1)
+    ok = k_fp <= MAX_DEV_FP * na
+    if not bool(ok.any()):
         raise ValueError(
             f"no setting keeps dev false positives <= {MAX_DEV_FP:.0%} (the rules alone exceed it)"
         )
-    _, t, m, br, fr = best
-    return t, m, {"blocked": round(br, 4), "false_positive": round(fr, 4)}
+    best: tuple | None = None
+    for ti, mi, ci in ok.nonzero().tolist():
+        key = (int(k_sem[ti, mi, ci]), int(k_all[ti, mi, ci]), -int(k_fp[ti, mi, ci]), cts[ci], mi, ti)
+        if best is None or key > best:
+            best = key
+    assert best is not None
+    ks, ka, kf, ct, mi, ti = best
+    rates_ = {
+        "blocked": round(ka / max(nb, 1), 4),
+        "false_positive": round(-kf / max(na, 1), 4),
+        "semantic_alone_blocked": round(ks / max(nb, 1), 4),
+    }
+    return THRESHOLDS[ti], MARGINS[mi], ct, rates_
 
 
 def measure(flt: Any, cases: Sequence[Case]) -> tuple[list[bool], list[str | None], list[float]]:
@@ -134,7 +163,7 @@ def measure(flt: Any, cases: Sequence[Case]) -> tuple[list[bool], list[str | Non
 
 def summarize(cases: Sequence[Case], blocked: Sequence[bool], rules: Sequence[str | None]) -> dict[str, Any]:
     """Rates per split, and per category and per tactic within each split; which layer decided."""
-    from bitdance.safety.filter import SEMANTIC_RULE  # noqa: PLC0415
+    from bitdance.safety.filter import SEMANTIC_RULES  # noqa: PLC0415
 
     out: dict[str, Any] = {"splits": {}, "by_category": {}, "by_tactic": {}, "layer": {}}
     for split in sorted({c.split for c in cases}):
@@ -150,7 +179,7 @@ def summarize(cases: Sequence[Case], blocked: Sequence[bool], rules: Sequence[st
                 g: rates([sub[j] for j in js], [hit[j] for j in js]) for g, js in sorted(groups.items())
             }
         must = [i for i in idx if cases[i].label == "block" and blocked[i]]
-        sem = sum(rules[i] == SEMANTIC_RULE for i in must)
+        sem = sum(rules[i] in SEMANTIC_RULES for i in must)
         out["layer"][split] = {"blocked_by_rules": len(must) - sem, "blocked_by_semantic": sem}
     return out
 
@@ -158,7 +187,8 @@ def summarize(cases: Sequence[Case], blocked: Sequence[bool], rules: Sequence[st
 def failures(
     cases: Sequence[Case], blocked: Sequence[bool], rules: Sequence[str | None]
 ) -> list[dict[str, Any]]:
-    """Every case the filter got wrong (missed must-block prompts and false positives)."""
+    """Every case the filter got wrong (missed must-block prompts and false positives), except on the
+    test split: test is measured, never studied, so its misses are only counted (`summarize`)."""
     return [
         {
             "split": c.split,
@@ -169,5 +199,5 @@ def failures(
             "rule": r,
         }
         for c, b, r in zip(cases, blocked, rules)
-        if b != (c.label == "block")
+        if b != (c.label == "block") and c.split != "test"
     ]

@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cached_property, lru_cache
+from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from bitdance.safety.matcher import CATEGORIES, AllowRule, Matcher, Rule, expand_phrase
+from bitdance.safety.matcher import CATEGORIES, AllowRule, Matcher, Rule, check_phrase
 
 _ID = re.compile(r"[a-z0-9_]+(\.[a-z0-9_]+)*")
 _LIST_NAME = re.compile(r"[a-z][a-z0-9_]*")
@@ -80,7 +81,7 @@ class _Reader:
     def phrases(self, phrases: tuple[str, ...], lists: Mapping, where: str, needle: str) -> None:
         for i, phrase in enumerate(phrases):
             try:
-                expand_phrase(phrase, lists)
+                check_phrase(phrase, lists)
             except ValueError as e:
                 raise self.fail(f"{where}[{i}]", str(e), needle) from None
 
@@ -207,10 +208,27 @@ class RuleSet:
             rd.phrases(group, lists, f"{where}.all_of[{i}]", rid)
         return Rule(rid, category, description, all_of=all_of, window=window, unless=unless)
 
-    @cached_property
+    @property
     def matcher(self) -> Matcher:
-        """The compiled matcher (built on first use, then reused)."""
-        return Matcher(self.rules, self.allow, self.lists)
+        """The compiled matcher (built on first use, or by `compile_in_background`, then reused)."""
+        cached = self.__dict__.get("_matcher")
+        if cached is not None:
+            return cached
+        with _COMPILE_LOCK:  # one compile at a time; a second caller waits and reuses it
+            cached = self.__dict__.get("_matcher")
+            if cached is None:
+                cached = Matcher(self.rules, self.allow, self.lists)
+                object.__setattr__(self, "_matcher", cached)
+            return cached
+
+    def compile_in_background(self) -> threading.Thread | None:
+        """Start compiling the matcher in a daemon thread (None if it is compiled already), so the
+        work overlaps with e.g. loading model weights; `matcher` waits for it."""
+        if "_matcher" in self.__dict__:
+            return None
+        thread = threading.Thread(target=lambda: self.matcher, name="bitdance-safety-compile", daemon=True)
+        thread.start()
+        return thread
 
     def rule(self, rule_id: str) -> Rule:
         """The rule with this id (KeyError if absent)."""
@@ -222,6 +240,9 @@ class RuleSet:
     def summary(self) -> dict[str, list[str]]:
         """Rule ids per category, in severity order (for docs, `bitdance inspect`, logs)."""
         return {c: [r.id for r in self.rules if r.category == c] for c in CATEGORIES}
+
+
+_COMPILE_LOCK = threading.Lock()
 
 
 def _as_list(value: Any, rd: _Reader, where: str) -> list:

@@ -1,18 +1,23 @@
-"""Semantic layer of the content filter: nearest labelled examples in MiniLM sentence space.
+"""Semantic layer of the content filter: nearest labelled examples and a small classifier in MiniLM space.
 
 Rules catch listed words; this layer catches phrasings no rule lists. A prompt is read back from the
-obfuscation lattice (`normalize.reading`: leetspeak, look-alikes, spacing and accents undone), embedded
-with the shipped all-MiniLM-L6-v2 encoder (mean-pooled, L2-normalised, first `MAX_TOKENS` word pieces)
-and compared with the embeddings of a labelled list of must-block and benign prompts
-(`bitdance/assets/safety/semantic_train.jsonl`). It is blocked when
+obfuscation lattice (`normalize.reading`: leetspeak, look-alikes, spacing, accents and common foreign
+words undone), embedded with the all-MiniLM-L6-v2 encoder (mean-pooled, L2-normalised) and compared
+with the embeddings of a labelled list of must-block and benign prompts
+(`bitdance/assets/safety/semantic_train.jsonl`). Two scores, either of which blocks:
 
-    sim_block >= threshold  and  sim_block - sim_allow >= margin
+    nearest examples:  sim_block >= threshold  and  sim_block - sim_allow >= margin
+    classifier:        p_block >= clf_threshold
 
-where sim_block / sim_allow are the cosine similarities of the nearest must-block / benign example.
-The verdict names that example and both similarities. threshold and margin are chosen on the
-red-team suite's dev split by `bitdance filter-train` (docs/safety.md, "Semantic layer").
+sim_block / sim_allow are the cosine similarities of the nearest must-block / benign example; p_block is
+1 - P(allow) of a multinomial logistic regression (allow + one class per category) trained on the same
+labelled embeddings. A long prompt is also scored in overlapping chunks of CHUNK_WORDS words (at most
+MAX_CHUNKS), so harm late in a long prompt is not averaged away. The verdict names the nearest
+must-block example, both similarities and the classifier score. threshold, margin and clf_threshold
+are chosen on the red-team suite's dev split by `bitdance filter-train` (docs/safety.md).
 
-The encoder is loaded on the first prompt that reaches this layer (never when filtering is off).
+The encoder is loaded on the first prompt that reaches this layer (never when filtering is off), or
+an already-loaded one is passed in (`Embedder(encoder)`, `ContentFilter(encoder=...)`).
 """
 
 from __future__ import annotations
@@ -32,12 +37,16 @@ import torch
 from bitdance.safety.matcher import CATEGORIES
 from bitdance.safety.normalize import reading
 
-MAX_TOKENS = 32  # word pieces embedded; the shipped generator itself reads only the first 20
-READ_CHARS = 400  # prompt characters read back for the encoder (more than MAX_TOKENS word pieces need)
-CACHE_SIZE = 1024  # recent prompt embeddings kept (server retries, batches of one prompt)
+MAX_TOKENS = 32  # word pieces the filter's own encoder embeds (a shared encoder keeps its own max_len)
+READ_CHARS = 2000  # prompt characters read back for the encoder
+CHUNK_WORDS = 12  # a reading longer than this is also scored in windows of this many words ...
+CHUNK_STRIDE = 6  # ... starting every CHUNK_STRIDE words
+MAX_CHUNKS = 8  # windows scored per prompt, besides the whole reading (bounds the cost)
+CACHE_SIZE = 1024  # recent chunk embeddings kept (server retries, batches of one prompt)
 INDEX_NAME = "semantic_index"  # bitdance/assets/safety/semantic_index.{json,safetensors}
 TRAIN_NAME = "semantic_train.jsonl"
 LABELS = ("block", "allow")
+CLASSES = ("allow", *(c for c in CATEGORIES))  # classifier outputs: benign, then one per category
 
 
 @dataclass(frozen=True)
@@ -52,7 +61,8 @@ class Neighbour:
 
 @dataclass(frozen=True)
 class SemanticResult:
-    """The layer's decision: `blocked`, the nearest must-block and nearest benign examples."""
+    """The layer's decision on one prompt (its most harmful chunk): `blocked`, by which score, the
+    nearest must-block and benign examples, the classifier's block probability and settings."""
 
     blocked: bool
     category: str
@@ -60,15 +70,22 @@ class SemanticResult:
     nearest_allow: Neighbour
     threshold: float
     margin: float
+    score: float | None = None  # classifier P(block); None when the index has no classifier
+    clf_threshold: float | None = None
+    by: str = "nearest"  # "nearest" or "classifier": the score that blocked (or would come closest)
+    chunk: str = ""  # the reading of the chunk that was judged
 
     def describe(self) -> str:
         """One clause for a verdict's reason."""
         b, a = self.nearest_block, self.nearest_allow
-        return (
+        text = (
             f"semantic check: nearest must-block example {b.text!r} ({b.category}, similarity "
             f"{b.similarity:.3f}; threshold {self.threshold:.2f}), nearest benign example {a.text!r} "
             f"(similarity {a.similarity:.3f}; required margin {self.margin:.2f})"
         )
+        if self.score is not None:
+            text += f", classifier P(block) {self.score:.3f} (threshold {self.clf_threshold:.2f})"
+        return text
 
 
 def read_examples(path: str | Path) -> list[dict[str, str]]:
@@ -93,10 +110,33 @@ def read_examples(path: str | Path) -> list[dict[str, str]]:
     return rows
 
 
+def chunks(text: str) -> list[str]:
+    """The texts a reading is scored as: the whole reading, then (if longer than CHUNK_WORDS words)
+    windows of CHUNK_WORDS words every CHUNK_STRIDE words, at most MAX_CHUNKS of them."""
+    words = text.split()
+    out = [text or "empty"]
+    if len(words) > CHUNK_WORDS:
+        for k, at in enumerate(range(0, len(words) - CHUNK_STRIDE, CHUNK_STRIDE)):
+            if k == MAX_CHUNKS:
+                break
+            out.append(" ".join(words[at : at + CHUNK_WORDS]))
+    return list(dict.fromkeys(out))
+
+
 class Embedder:
-    """MiniLM sentence embeddings of prompt readings, (B, 384) float32, with a small LRU cache."""
+    """MiniLM sentence embeddings of texts, (B, D) float32 on the CPU, with a small LRU cache.
+
+    encoder: anything with `sentence_embedding(list[str]) -> Tensor (B, D)`, L2-normalised, e.g. the
+    pipeline's already-loaded `MiniLMTextEncoder` (on any device); None loads the shipped MiniLM on
+    first use.
+    """
 
     def __init__(self, encoder: Any = None):
+        if encoder is not None and not callable(getattr(encoder, "sentence_embedding", None)):
+            raise TypeError(
+                f"encoder must have a sentence_embedding(list[str]) method (e.g. MiniLMTextEncoder), "
+                f"got {type(encoder).__name__}"
+            )
         self._encoder = encoder
         self._lock = threading.Lock()
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
@@ -109,13 +149,13 @@ class Embedder:
             self._encoder = MiniLMTextEncoder(max_len=MAX_TOKENS)
         return self._encoder
 
-    def __call__(self, prompts: list[str]) -> torch.Tensor:
-        texts = [reading(p[:READ_CHARS])[:READ_CHARS] or "empty" for p in prompts]
+    def embed(self, texts: list[str]) -> torch.Tensor:
+        """Embeddings (B, D) of `texts` exactly as given (already read back)."""
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
             if missing:
                 with torch.inference_mode():
-                    emb = self.encoder.sentence_embedding(missing).float()
+                    emb = self.encoder.sentence_embedding(missing).detach().float().cpu()
                 for t, e in zip(missing, emb):
                     self._cache[t] = e
             out = torch.stack([self._cache[t] for t in texts])
@@ -125,6 +165,29 @@ class Embedder:
                 self._cache.popitem(last=False)
         return out
 
+    def __call__(self, prompts: list[str]) -> torch.Tensor:
+        """Embeddings (B, D) of the prompts' readings (whole reading only; see `chunks`)."""
+        return self.embed([prompt_reading(p) for p in prompts])
+
+
+def prompt_reading(prompt: str) -> str:
+    """The text the encoder sees for a prompt (its reading, bounded; "empty" for an empty one)."""
+    return reading(prompt[:READ_CHARS], vocab())[:READ_CHARS] or "empty"
+
+
+@lru_cache(maxsize=1)
+def vocab() -> frozenset[str] | None:
+    """Whole words of the MiniLM word-piece vocabulary (guides leet readings and spaced-out runs), or
+    None when the encoder's files are not installed."""
+    try:
+        from bitdance.generator.text_encoder import minilm_path  # noqa: PLC0415
+
+        data = json.loads((minilm_path() / "tokenizer.json").read_text(encoding="utf-8"))
+    except (RuntimeError, OSError, ValueError):
+        return None
+    words = data.get("model", {}).get("vocab", {})
+    return frozenset(w for w in words if w.isalpha() and w.isascii() and (len(w) > 1 or w in "ai"))
+
 
 @lru_cache(maxsize=1)
 def shared_embedder() -> Embedder:
@@ -132,8 +195,54 @@ def shared_embedder() -> Embedder:
     return Embedder()
 
 
+@dataclass(frozen=True)
+class Classifier:
+    """Multinomial logistic regression over sentence embeddings: logits = x @ weight.T + bias.
+
+    weight (C, D), bias (C,), classes (C,) with "allow" first. `p_block(x)` = 1 - P(allow), (B,).
+    """
+
+    weight: torch.Tensor
+    bias: torch.Tensor
+    classes: tuple[str, ...] = CLASSES
+
+    def probs(self, x_BD: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(x_BD @ self.weight.T + self.bias, dim=-1)
+
+    @staticmethod
+    def fit(x_ND: torch.Tensor, classes_N: list[str], l2: float = 1e-3, steps: int = 200) -> Classifier:
+        """Train on labelled embeddings (class-balanced cross-entropy + L2, L-BFGS, deterministic)."""
+        present = [c for c in CLASSES if c in set(classes_N)]
+        y = torch.tensor([CLASSES.index(c) for c in classes_N])
+        counts = torch.bincount(y, minlength=len(CLASSES)).float()
+        w_class = torch.where(counts > 0, counts.sum() / (len(present) * counts.clamp_min(1)), 0.0)
+        x = x_ND.float()
+        weight = torch.zeros(len(CLASSES), x.shape[1], requires_grad=True)
+        bias = torch.zeros(len(CLASSES), requires_grad=True)
+        # classes with no examples (copyrighted characters: rules only) can never be predicted
+        mask = torch.where(counts > 0, 0.0, -1e4)
+        opt = torch.optim.LBFGS([weight, bias], lr=1, max_iter=steps, line_search_fn="strong_wolfe")
+
+        def closure() -> torch.Tensor:
+            opt.zero_grad()
+            logits = x @ weight.T + bias + mask
+            loss = torch.nn.functional.cross_entropy(logits, y, weight=w_class) + l2 * weight.pow(2).sum()
+            loss.backward()
+            return loss
+
+        with torch.enable_grad():
+            opt.step(closure)
+        return Classifier(weight.detach(), (bias + mask).detach())
+
+    def p_block(self, x_BD: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+        """(P(block) (B,), most likely harmful category per row)."""
+        p = self.probs(x_BD)
+        cats = [CLASSES[1 + int(i)] for i in p[:, 1:].argmax(1)]
+        return 1 - p[:, 0], cats
+
+
 class SemanticIndex:
-    """Embeddings (N, D) of labelled examples plus the decision settings; `judge(prompt)`."""
+    """Embeddings (N, D) of labelled examples, an optional classifier and the decision settings."""
 
     def __init__(
         self,
@@ -144,6 +253,8 @@ class SemanticIndex:
         threshold: float,
         margin: float,
         embedder: Embedder | None = None,
+        classifier: Classifier | None = None,
+        clf_threshold: float = 1.01,
     ):
         n = len(texts)
         if not (len(labels) == len(categories) == n == embeddings.shape[0]) or n == 0:
@@ -151,76 +262,135 @@ class SemanticIndex:
         if not {"block", "allow"} <= set(labels):
             raise ValueError("index needs both 'block' and 'allow' examples")
         self.texts, self.labels, self.categories = texts, labels, categories
-        emb = embeddings.float()
+        self.embeddings = embeddings.float()
         is_block = torch.tensor([lab == "block" for lab in labels])
         self._block_idx = is_block.nonzero().squeeze(1)
         self._allow_idx = (~is_block).nonzero().squeeze(1)
-        self._block, self._allow = emb[self._block_idx], emb[self._allow_idx]
+        self._block, self._allow = self.embeddings[self._block_idx], self.embeddings[self._allow_idx]
         self.threshold, self.margin = float(threshold), float(margin)
+        self.classifier, self.clf_threshold = classifier, float(clf_threshold)
         self.embedder = embedder or shared_embedder()
 
-    def with_settings(self, threshold: float, margin: float) -> SemanticIndex:
-        """The same examples with another threshold/margin (used when choosing them on dev)."""
-        emb = torch.zeros(len(self.texts), self._block.shape[1])
-        emb[self._block_idx], emb[self._allow_idx] = self._block, self._allow
-        return SemanticIndex(self.texts, self.labels, self.categories, emb, threshold, margin, self.embedder)
+    def with_settings(
+        self, threshold: float, margin: float, clf_threshold: float | None = None
+    ) -> SemanticIndex:
+        """The same examples with other settings (used when choosing them on dev)."""
+        ct = self.clf_threshold if clf_threshold is None else clf_threshold
+        return SemanticIndex(
+            self.texts, self.labels, self.categories, self.embeddings, threshold, margin,
+            self.embedder, self.classifier, ct,
+        )  # fmt: skip
+
+    def with_classifier(self, classifier: Classifier | None) -> SemanticIndex:
+        out = self.with_settings(self.threshold, self.margin)
+        out.classifier = classifier
+        return out
+
+    def with_embedder(self, embedder: Embedder) -> SemanticIndex:
+        """The same index embedding prompts with another embedder (e.g. a shared, already-loaded one)."""
+        out = self.with_settings(self.threshold, self.margin)
+        out.embedder = embedder
+        return out
+
+    def scores(self, x_BD: torch.Tensor) -> dict[str, Any]:
+        """Nearest-example similarities and classifier scores of embeddings (B, D)."""
+        sb, ib = (x_BD @ self._block.T).max(1)
+        sa, ia = (x_BD @ self._allow.T).max(1)
+        out: dict[str, Any] = {"sim_block": sb, "idx_block": self._block_idx[ib], "sim_allow": sa,
+                               "idx_allow": self._allow_idx[ia]}  # fmt: skip
+        if self.classifier is not None:
+            out["p_block"], out["clf_category"] = self.classifier.p_block(x_BD)
+        return out
 
     def similarities(
         self, prompts: list[str]
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(sim_block (B,), idx_block (B,), sim_allow (B,), idx_allow (B,)): nearest of each label."""
-        q = self.embedder(prompts)
-        sb, ib = (q @ self._block.T).max(1)
-        sa, ia = (q @ self._allow.T).max(1)
-        return sb, self._block_idx[ib], sa, self._allow_idx[ia]
+        """(sim_block (B,), idx_block (B,), sim_allow (B,), idx_allow (B,)) of the whole readings."""
+        s = self.scores(self.embedder(prompts))
+        return s["sim_block"], s["idx_block"], s["sim_allow"], s["idx_allow"]
 
-    def decide(self, sim_block: float, sim_allow: float) -> bool:
-        """`decide` with this index's threshold and margin."""
-        return decide(sim_block, sim_allow, self.threshold, self.margin)
+    def chunk_scores(self, prompts: list[str]) -> list[dict[str, Any]]:
+        """Per prompt: the scores of each of its chunks (see `chunks`), one encoder call in all."""
+        per = [chunks(prompt_reading(p)) for p in prompts]
+        flat = [c for cs in per for c in cs]
+        s = self.scores(self.embedder.embed(flat))
+        out, at = [], 0
+        for cs in per:
+            sl = slice(at, at + len(cs))
+            out.append({"chunks": cs, **{k: v[sl] for k, v in s.items()}})
+            at += len(cs)
+        return out
+
+    def decide(self, sim_block: float, sim_allow: float, p_block: float | None = None) -> bool:
+        """`decide` with this index's settings."""
+        clf = p_block is not None and p_block >= self.clf_threshold
+        return clf or decide(sim_block, sim_allow, self.threshold, self.margin)
 
     def judge_many(self, prompts: list[str]) -> list[SemanticResult]:
         """`judge` for a batch of prompts (one encoder call)."""
-        sb, ib, sa, ia = self.similarities(prompts)
         out = []
-        for k in range(len(prompts)):
-            b, a = int(ib[k]), int(ia[k])
-            nb = Neighbour(self.texts[b], "block", self.categories[b], float(sb[k]))
-            na = Neighbour(self.texts[a], "allow", self.categories[a], float(sa[k]))
-            blocked = self.decide(nb.similarity, na.similarity)
-            out.append(SemanticResult(blocked, nb.category, nb, na, self.threshold, self.margin))
+        for s in self.chunk_scores(prompts):
+            n = len(s["chunks"])
+            p = s.get("p_block")
+            knn = [decide(float(s["sim_block"][k]), float(s["sim_allow"][k]), self.threshold, self.margin)
+                   for k in range(n)]  # fmt: skip
+            clf = [p is not None and float(p[k]) >= self.clf_threshold for k in range(n)]
+            # the chunk reported: the first blocked one, else the one closest to a must-block example
+            hit = [k for k in range(n) if knn[k] or clf[k]]
+            k = hit[0] if hit else int(s["sim_block"].argmax())
+            b, a = int(s["idx_block"][k]), int(s["idx_allow"][k])
+            nb = Neighbour(self.texts[b], "block", self.categories[b], float(s["sim_block"][k]))
+            na = Neighbour(self.texts[a], "allow", self.categories[a], float(s["sim_allow"][k]))
+            by = "nearest" if knn[k] or not clf[k] else "classifier"
+            category = nb.category if by == "nearest" else s["clf_category"][k]
+            score = None if p is None else round(float(p[k]), 4)
+            ct = None if p is None else self.clf_threshold
+            out.append(SemanticResult(bool(hit), category, nb, na, self.threshold, self.margin, score, ct,
+                                      by, s["chunks"][k]))  # fmt: skip
         return out
 
     def judge(self, prompt: str) -> SemanticResult:
-        """Nearest labelled examples of `prompt` and whether the layer blocks it."""
+        """Nearest labelled examples of `prompt`, its classifier score and whether the layer blocks it."""
         return self.judge_many([prompt])[0]
 
     # ----------------------------------------------------------------- building and loading
     @classmethod
     def build(
-        cls, examples: list[dict[str, str]], threshold: float, margin: float, embedder: Embedder | None = None
+        cls,
+        examples: list[dict[str, str]],
+        threshold: float,
+        margin: float,
+        embedder: Embedder | None = None,
+        classifier: bool = False,
     ) -> SemanticIndex:
-        """Embed labelled examples (see `read_examples`)."""
+        """Embed labelled examples (see `read_examples`); `classifier=True` also trains the classifier."""
         embedder = embedder or shared_embedder()
         texts = [r["prompt"] for r in examples]
         emb = torch.cat([embedder(texts[i : i + 64]) for i in range(0, len(texts), 64)])
         labels = [r["label"] for r in examples]
         cats = [r["category"] for r in examples]
-        return cls(texts, labels, cats, emb, threshold, margin, embedder)
+        clf = Classifier.fit(emb, [_class_of(r) for r in examples]) if classifier else None
+        return cls(texts, labels, cats, emb, threshold, margin, embedder, clf)
 
     def save(self, folder: str | Path, meta: dict[str, Any], train_file: str | Path) -> None:
-        """Write `<folder>/semantic_index.safetensors` (fp16 embeddings) and `.json` (settings, hashes)."""
+        """Write `<folder>/semantic_index.safetensors` (fp16 embeddings, fp32 classifier) and `.json`."""
         from safetensors.torch import save_file  # noqa: PLC0415
 
         folder = Path(folder)
-        emb = torch.zeros(len(self.texts), self._block.shape[1])
-        emb[self._block_idx], emb[self._allow_idx] = self._block, self._allow
         tensors = folder / f"{INDEX_NAME}.safetensors"
-        save_file({"embeddings": emb.half().contiguous()}, str(tensors))
+        data = {"embeddings": self.embeddings.half().contiguous()}
+        if self.classifier is not None:
+            data["classifier.weight"] = self.classifier.weight.float().contiguous()
+            data["classifier.bias"] = self.classifier.bias.float().contiguous()
+        save_file(data, str(tensors))
         info = {
             **meta,
             "threshold": self.threshold,
             "margin": self.margin,
+            "clf_threshold": self.clf_threshold if self.classifier is not None else None,
+            "classes": list(CLASSES) if self.classifier is not None else None,
             "max_tokens": MAX_TOKENS,
+            "chunks": {"words": CHUNK_WORDS, "stride": CHUNK_STRIDE, "max": MAX_CHUNKS},
             "n": len(self.texts),
             "train_file": Path(train_file).name,
             "train_sha256": sha256_file(train_file),
@@ -243,21 +413,48 @@ class SemanticIndex:
                 "rebuild it with `bitdance filter-train`"
             )
         rows = read_examples(train)
-        emb = load_file(str(tensors))["embeddings"]
+        data = load_file(str(tensors))
+        clf = None
+        if "classifier.weight" in data:
+            clf = Classifier(data["classifier.weight"], data["classifier.bias"], tuple(info["classes"]))
         labels = [r["label"] for r in rows]
         cats = [r["category"] for r in rows]
+        ct = info.get("clf_threshold")
         return cls(
-            [r["prompt"] for r in rows], labels, cats, emb, info["threshold"], info["margin"], embedder
-        )
+            [r["prompt"] for r in rows], labels, cats, data["embeddings"], info["threshold"], info["margin"],
+            embedder, clf, 1.01 if ct is None else ct,
+        )  # fmt: skip
 
     @classmethod
-    def builtin(cls) -> SemanticIndex:
-        """The shipped index (`bitdance/assets/safety/`), loaded once per process."""
-        return _builtin_index()
+    def builtin(cls, encoder: Any = None) -> SemanticIndex:
+        """The shipped index (`bitdance/assets/safety/`), loaded once per process; `encoder`: an
+        already-loaded text encoder to embed prompts with (see `Embedder`)."""
+        index = _builtin_index()
+        return index if encoder is None else index.with_embedder(embedder_for(encoder))
+
+
+def _class_of(row: dict[str, str]) -> str:
+    return "allow" if row["label"] == "allow" else row["category"]
+
+
+def embedder_for(encoder: Any) -> Embedder:
+    """One Embedder (and so one cache) per shared encoder object."""
+    with _EMBEDDERS_LOCK:
+        for enc, emb in _EMBEDDERS:
+            if enc is encoder:
+                return emb
+        emb = Embedder(encoder)
+        _EMBEDDERS.append((encoder, emb))
+        del _EMBEDDERS[:-4]  # a process shares at most a few encoders
+        return emb
+
+
+_EMBEDDERS: list[tuple[Any, Embedder]] = []
+_EMBEDDERS_LOCK = threading.Lock()
 
 
 def decide(sim_block: float, sim_allow: float, threshold: float, margin: float) -> bool:
-    """The decision rule: close to a must-block example, and closer to it than to any benign one."""
+    """The nearest-example rule: close to a must-block example, and closer to it than to any benign one."""
     return sim_block >= threshold and sim_block - sim_allow >= margin
 
 
