@@ -46,6 +46,7 @@ from .provenance import (
     replay_arguments,
     save_png,
 )
+from .shared_encoder import share_with_filter
 
 INDEX_NAME = "model_index.json"
 DEFAULT_MODEL = "bitdance-mini"
@@ -178,6 +179,7 @@ class BitDancePipeline(editing.EditingMixin):
         if index.get("text_encoder"):
             spec = dict(index["text_encoder"])
             te = build_text_encoder(spec.pop("name"), **spec).to(device)
+            share_with_filter(te)  # the filter's semantic layer embeds with this MiniLM: no second copy
         return cls(
             tok,
             gen,
@@ -246,7 +248,7 @@ class BitDancePipeline(editing.EditingMixin):
         for m in (self.tokenizer, self.generator):
             for k, v in m.state_dict().items():
                 h.update(k.encode())
-                h.update(v.detach().float().cpu().numpy().tobytes())
+                h.update(memoryview(v.detach().float().cpu().contiguous().numpy()).cast("B"))  # no copy
         return h.hexdigest()[:12]
 
     # ------------------------------------------------------------------ properties
