@@ -1,6 +1,6 @@
 """Wall time of the README's main command, cold, end to end: `bitdance generate "a red sneaker" -o PNG`.
 
-    python scripts/bench_readme.py --runs 5 --out docs/results/speed_readme.json
+    python scripts/bench_readme.py --runs 5 --baseline before=/path/to/old/checkout --out report.json
 
 Every run is a fresh process with one thread (`OMP_NUM_THREADS=1`), so start-up (imports, weight loading,
 content-filter construction, the MiniLM encoder) is included, as a user sees it. Measured in the same run:
@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
@@ -29,15 +28,26 @@ README_PROMPT = "a red sneaker"
 TARGET_SECONDS = 2.0
 
 
-def _env() -> dict[str, str]:
-    return {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+def _env(pythonpath: str | None = None) -> dict[str, str]:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    if pythonpath is not None:
+        env["PYTHONPATH"] = pythonpath
+    return env
 
 
-def _timed(cmd: Sequence[str]) -> tuple[float, float]:
-    """(wall seconds, CPU seconds user + sys) of one child process; a failing command raises."""
+def this_checkout() -> str:
+    """The folder holding the `bitdance` package being measured (put first on PYTHONPATH)."""
+    return str(Path(__file__).resolve().parents[2])
+
+
+def _timed(cmd: Sequence[str], cwd: str, pythonpath: str | None = None) -> tuple[float, float]:
+    """(wall seconds, CPU seconds user + sys) of one child process; a failing command raises.
+
+    `cwd` must not hold a bitdance package: `python -m` puts the working folder before PYTHONPATH.
+    """
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    out = subprocess.run(list(cmd), capture_output=True, text=True, env=_env())
+    out = subprocess.run(list(cmd), capture_output=True, text=True, env=_env(pythonpath), cwd=cwd)
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if out.returncode != 0:
@@ -56,11 +66,9 @@ def _summary(samples: list[tuple[float, float]]) -> dict[str, Any]:
     }
 
 
-def readme_command(exe: str | None = None) -> list[str]:
-    """The README command's argv without its output path."""
-    exe = exe or shutil.which("bitdance")
-    base = [exe] if exe else [sys.executable, "-m", "bitdance.cli"]
-    return [*base, "generate", README_PROMPT, "-o"]
+def readme_command() -> list[str]:
+    """The README command's argv without its output path (`python -m bitdance.cli` is `bitdance`)."""
+    return [sys.executable, "-m", "bitdance.cli", "generate", README_PROMPT, "-o"]
 
 
 _STAGES = r"""
@@ -82,28 +90,41 @@ def stage_breakdown(tmp: Path) -> dict[str, float]:
     """Seconds per stage of one cold process doing what the README command does (fresh interpreter)."""
     code = _STAGES.replace("PROMPT", repr(README_PROMPT))
     out = subprocess.run(
-        [sys.executable, "-c", code, str(tmp / "stages.png")], capture_output=True, text=True, env=_env()
+        [sys.executable, "-c", code, str(tmp / "stages.png")],
+        capture_output=True,
+        text=True,
+        env=_env(this_checkout()),
+        cwd=tmp,
     )
     if out.returncode != 0:
         raise RuntimeError(f"stage breakdown failed: {out.stderr.strip()[-500:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def bench_readme(runs: int = 5, exe: str | None = None) -> dict[str, Any]:
-    """README command vs bare `import torch`, interleaved run by run, plus one stage breakdown."""
+def bench_readme(runs: int = 5, baselines: dict[str, str] | None = None) -> dict[str, Any]:
+    """README command of this checkout vs bare `import torch` (and vs other checkouts: `baselines`, name ->
+    folder holding their `bitdance` package), interleaved run by run; plus one stage breakdown."""
     if isinstance(runs, bool) or not isinstance(runs, int) or runs < 1:
         raise ValueError(f"runs must be a positive integer, got {runs!r}")
-    cmd = readme_command(exe)
-    floor_cmd = [sys.executable, "-c", "import torch"]
-    load0 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    readme, floor = [], []
+    checkouts = {"this checkout": this_checkout(), **(baselines or {})}
+    for name, folder in checkouts.items():
+        if not (Path(folder) / "bitdance" / "cli.py").is_file():
+            raise ValueError(f"{name}: {folder} holds no bitdance package (bitdance/cli.py)")
+    load0 = os.getloadavg()[0]
+    samples: dict[str, list[tuple[float, float]]] = {k: [] for k in checkouts}
+    floor: list[tuple[float, float]] = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(runs):  # interleaved: both see the same machine load
-            floor.append(_timed(floor_cmd))
-            readme.append(_timed([*cmd, str(Path(tmp) / f"sneaker-{i}.png")]))
+        for i in range(runs):  # interleaved: every command sees the same machine load
+            floor.append(_timed([sys.executable, "-c", "import torch"], tmp))
+            for k, (name, folder) in enumerate(checkouts.items()):
+                samples[name].append(_timed([*readme_command(), f"{tmp}/sneaker-{i}-{k}.png"], tmp, folder))
         stages = stage_breakdown(Path(tmp))
-    load1 = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    r, f = _summary(readme), _summary(floor)
+    r, f = _summary(samples["this checkout"]), _summary(floor)
+    others = {
+        name: {**_summary(s), "folder": checkouts[name], "speedup": _summary(s)["median_s"] / r["median_s"]}
+        for name, s in samples.items()
+        if name != "this checkout"
+    }
     return {
         "command": f'bitdance generate "{README_PROMPT}" -o sneaker.png',
         "threads": 1,
@@ -112,21 +133,23 @@ def bench_readme(runs: int = 5, exe: str | None = None) -> dict[str, Any]:
         "readme": r,
         "import_torch": f,
         "above_import_torch_s": r["median_s"] - f["median_s"],
+        "baselines": others,
         "stages_s": stages,
-        "load_average_1min": [load0, load1],
+        "load_average_1min": [load0, os.getloadavg()[0]],
     }
 
 
 def readme_table(res: dict[str, Any]) -> dict[str, Any]:
     """The shared-format table: the two commands, then the stages of one cold process."""
-    cols = ["measured", "wall s (median)", "wall s (min)", "CPU s (median)"]
-    r, f = res["readme"], res["import_torch"]
-    rows = [
-        [res["command"], f"{r['median_s']:.2f}", f"{r['min_s']:.2f}", f"{r['cpu_median_s']:.2f}"],
-        ['python -c "import torch" (floor)', f"{f['median_s']:.2f}", f"{f['min_s']:.2f}",
-         f"{f['cpu_median_s']:.2f}"],
-    ]  # fmt: skip
-    rows += [[f"stage: {k}", f"{v:.3f}", "", ""] for k, v in res["stages_s"].items()]
+    cols = ["measured", "wall s (median)", "wall s (min)", "CPU s (median)", "speed-up"]
+
+    def row(name: str, x: dict[str, Any], speedup: str = "") -> list[str]:
+        return [name, f"{x['median_s']:.2f}", f"{x['min_s']:.2f}", f"{x['cpu_median_s']:.2f}", speedup]
+
+    rows = [row(res["command"], res["readme"], "1.00x" if res["baselines"] else "")]
+    rows += [row(f"same, {n}", b, f"{1 / b['speedup']:.2f}x") for n, b in res["baselines"].items()]
+    rows.append(row('python -c "import torch" (floor)', res["import_torch"]))
+    rows += [[f"stage: {k}", f"{v:.3f}", "", "", ""] for k, v in res["stages_s"].items()]
     return {"columns": cols, "rows": rows}
 
 
@@ -144,6 +167,7 @@ def shared_report(res: dict[str, Any], rec: dict[str, Any]) -> str:
             "readme_cpu_median_s": res["readme"]["cpu_median_s"],
             "import_torch_median_s": res["import_torch"]["median_s"],
             "above_import_torch_s": res["above_import_torch_s"],
+            "speedup_vs": {n: b["speedup"] for n, b in res["baselines"].items()},
             "target_s": res["target_s"],
             "met": res["readme"]["median_s"] <= res["target_s"],
             "sections": res,
