@@ -141,9 +141,9 @@ def _generate(
     full_cond, rows = guided_condition(model, cond, negative, b, device, guided)
     solver = get_solver(options.solver)
 
-    cache = KVCache(cfg.n_layer)
     prefix = model.embed_prefix(full_cond)
     lp = prefix.shape[1]
+    cache = KVCache(cfg.n_layer, capacity=lp + n - 1)  # every position this call feeds: allocated once
     rope_all = model.rope_for(grid, p, lp + p - 1)  # type: ignore[arg-type]
     groups_all = attention_groups(lp, n, p)
     first = lp + p - 1
