@@ -6,42 +6,11 @@ import pytest
 import torch
 
 from bitdance.core.configs import get_preset
-from bitdance.generator.kv_cache import KVCache
+from bitdance.generator.kv_cache import ConcatKVCache, KVCache
 from bitdance.generator.transformer import BitDanceTransformer
-from bitdance.sampling import decode
 from bitdance.sampling.decode import SamplingOptions, generate_bits
 
-
-class CatCache:
-    """The cache as it was before preallocation: torch.cat growth per step (the comparison baseline)."""
-
-    def __init__(self, n_layer, capacity=None):
-        self.keys, self.values, self.groups = [None] * n_layer, [None] * n_layer, None
-
-    @property
-    def length(self):
-        return 0 if self.groups is None else int(self.groups.numel())
-
-    def append_groups(self, groups):
-        self.groups = groups if self.groups is None else torch.cat([self.groups, groups])
-        return self.groups
-
-    def update(self, layer, k, v):
-        if self.keys[layer] is None:
-            self.keys[layer], self.values[layer] = k, v
-        else:
-            self.keys[layer] = torch.cat([self.keys[layer], k], dim=2)
-            self.values[layer] = torch.cat([self.values[layer], v], dim=2)
-        return self.keys[layer], self.values[layer]
-
-    def evict(self, keep):
-        if self.groups is None or bool(keep.all()):
-            return
-        idx = keep.nonzero().squeeze(1)
-        self.groups = self.groups[idx]
-        for i, (k, v) in enumerate(zip(self.keys, self.values)):
-            if k is not None:
-                self.keys[i], self.values[i] = k[:, :, idx], v[:, :, idx]
+CatCache = ConcatKVCache  # the cache before preallocation: torch.cat growth per step
 
 
 def _steps(cache, sizes, layers=2, b=2, h=3, d=4, seed=0):
@@ -113,14 +82,20 @@ def _model(local_window=None):
     [(1, 1.0, "euler_maruyama", None), (4, 3.0, "euler_maruyama", None), (16, 2.0, "em_fast", None),
      (4, 2.0, "euler_maruyama", 2)],
 )  # fmt: skip
-def test_samples_are_bit_identical_to_the_concatenating_cache(monkeypatch, p, guidance, solver, window):
+def test_samples_are_bit_identical_to_the_concatenating_cache(p, guidance, solver, window):
     m = _model(window)
-    opts = SamplingOptions(parallel_num=p, num_sampling_steps=3, guidance_scale=guidance, solver=solver)
 
-    def run():
+    def run(kv_cache):
+        opts = SamplingOptions(
+            parallel_num=p, num_sampling_steps=3, guidance_scale=guidance, solver=solver, kv_cache=kv_cache
+        )
         gens = [torch.Generator().manual_seed(s) for s in (3, 4)]
         return generate_bits(m, torch.tensor([1, 2]), opts, gens)
 
-    new = run()
-    monkeypatch.setattr(decode, "KVCache", CatCache)
-    assert torch.equal(new, run())
+    assert torch.equal(run("preallocated"), run("concat"))
+
+
+def test_kv_cache_option_is_validated():
+    assert SamplingOptions().kv_cache == "preallocated"
+    with pytest.raises(ValueError, match="kv_cache must be one of preallocated, concat"):
+        SamplingOptions(kv_cache="ring").check()

@@ -4,6 +4,8 @@ Keys and values live in buffers allocated once per layer with room for `capacity
 knows the sequence length: prefix + queries + tokens); each step writes its new positions in place and the
 attention reads a view of the filled part, so decoding does no `torch.cat` growth (a copy of the whole
 cache per layer per step). Without a capacity, or past it, the buffers grow by doubling.
+`ConcatKVCache` is the cache as it was before (concatenation per step), kept as the baseline that the
+sampler-speed benchmark and the tests compare against (`SamplingOptions(kv_cache="concat")`).
 """
 
 from __future__ import annotations
@@ -111,3 +113,43 @@ class KVCache:
     def nbytes(self) -> int:
         """Bytes held by the key/value buffers (allocated room, not only the filled part)."""
         return sum(t.numel() * t.element_size() for t in [*self._k, *self._v] if t is not None)
+
+
+class ConcatKVCache:
+    """The same API, growing by `torch.cat` every step (the behaviour before preallocation)."""
+
+    def __init__(self, n_layer: int, capacity: int | None = None) -> None:
+        self.keys: list[torch.Tensor | None] = [None] * n_layer
+        self.values: list[torch.Tensor | None] = [None] * n_layer
+        self.groups: torch.Tensor | None = None
+
+    @property
+    def length(self) -> int:
+        return 0 if self.groups is None else int(self.groups.numel())
+
+    def append_groups(self, groups: torch.Tensor) -> torch.Tensor:
+        self.groups = groups if self.groups is None else torch.cat([self.groups, groups])
+        return self.groups
+
+    def update(self, layer: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        old_k, old_v = self.keys[layer], self.values[layer]
+        if old_k is None or old_v is None:
+            self.keys[layer], self.values[layer] = k, v
+        else:
+            self.keys[layer], self.values[layer] = torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
+        return self.keys[layer], self.values[layer]  # type: ignore[return-value]
+
+    def evict(self, keep: torch.Tensor) -> None:
+        if self.groups is None or bool(keep.all()):
+            return
+        idx = keep.nonzero().squeeze(1)
+        self.groups = self.groups[idx]
+        for i, (k, v) in enumerate(zip(self.keys, self.values)):
+            if k is not None and v is not None:
+                self.keys[i], self.values[i] = k[:, :, idx], v[:, :, idx]
+
+    def nbytes(self) -> int:
+        return sum(t.numel() * t.element_size() for t in [*self.keys, *self.values] if t is not None)
+
+
+KV_CACHES: dict[str, type] = {"preallocated": KVCache, "concat": ConcatKVCache}
