@@ -160,6 +160,7 @@ def test_bench_sampler_speed_times_both_kv_caches(tmp_path, capsys):
     assert [r["kv_cache"] for r in rows] == ["preallocated", "concat"]
     assert rows[1]["speedup_vs_concat"] == 1.0 and rows[0]["seconds_per_call"] > 0
     assert set(doc["metrics"]["kv_cache_speedup"]) == {"batch_1"}
+    assert [r[1] for r in doc["tables"]["kv_cache"]["rows"]] == ["preallocated", "concat"]
 
 
 def _readme_result():

@@ -277,6 +277,23 @@ def sampler_speed_table(res: dict[str, Any]) -> dict[str, Any]:
     return {"columns": cols, "rows": rows}
 
 
+def kv_cache_table(res: dict[str, Any]) -> dict[str, Any]:
+    """The KV-cache comparison as a shared-format table (empty rows without that section)."""
+    cols = ["batch", "KV cache", "best s/call", "median s/call", "speed-up (best)", "speed-up (median)"]
+    rows = [
+        [
+            r["batch_size"],
+            r["kv_cache"],
+            fmt(r["seconds_per_call"], 3),
+            fmt(r["seconds_median"], 3),
+            f"{r['speedup_vs_concat']:.2f}x",
+            f"{r['speedup_vs_concat_median']:.2f}x",
+        ]
+        for r in res.get("kv_cache", {}).get("rows", [])
+    ]
+    return {"columns": cols, "rows": rows}
+
+
 def sampler_speed_markdown(res: dict[str, Any]) -> str:
     t = sampler_speed_table(res)
     parts = [
@@ -339,6 +356,6 @@ def shared_report(res: dict[str, Any], rec: dict[str, Any]) -> str:
         "machine": rec.get("machine"),
         "created": rec.get("utc"),
         "metrics": metrics,
-        "tables": {"sampler_speed": sampler_speed_table(res)},
+        "tables": {"sampler_speed": sampler_speed_table(res), "kv_cache": kv_cache_table(res)},
     }
     return json.dumps(_clean(doc), indent=1) + "\n"
