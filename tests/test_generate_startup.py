@@ -121,3 +121,18 @@ print(json.dumps({{"rc": rc, "built": built, "dynamo": "torch._dynamo" in sys.mo
     res = json.loads(out.stdout.strip().splitlines()[-1])
     assert res == {"rc": 0, "built": [20], "dynamo": False}
     assert (tmp_path / "s.png").is_file()
+
+
+def test_command_exits_without_teardown_and_loses_no_output(tmp_path):
+    """`python -m bitdance.cli generate` ends by os._exit: the PNG, stdout and stderr are complete."""
+    from bitdance.pipeline.provenance import read_recipe
+
+    png = tmp_path / "s.png"
+    cmd = [sys.executable, "-m", "bitdance.cli", "generate", "a red sneaker", "--model", "random:tiny-text"]
+    ok = subprocess.run([*cmd, "-o", str(png), "-q"], capture_output=True, text=True, cwd=tmp_path)
+    assert ok.returncode == 0 and ok.stdout.strip() == str(png)
+    assert read_recipe(png)["prompt"] == "a red sneaker"
+    bad = subprocess.run(
+        [*cmd, "--sampler", "turbo", "-o", str(tmp_path / "x.png")], capture_output=True, text=True
+    )
+    assert bad.returncode == 2 and bad.stderr.startswith("error: unknown --sampler 'turbo'")
