@@ -24,6 +24,7 @@ from .core.atomic import (
     default_file_mode,  # noqa: F401  (re-exported for older call sites)
 )
 from .core.configs import GeneratorConfig, TokenizerConfig
+from .core.init_free import adopt_state, build_on_meta
 from .core.int8 import SCHEMES, int8_module
 
 CONFIG_NAME = "config.json"
@@ -106,8 +107,13 @@ def load_weights(path: str | os.PathLike) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"weights file {path} is truncated or corrupt ({e})") from None
 
 
-def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint") -> None:
-    """Strict load with one error listing every missing, unexpected and mis-shaped key."""
+def load_into(
+    module: nn.Module, state: dict[str, torch.Tensor], source: str = "checkpoint", assign: bool = False
+) -> None:
+    """Strict load with one error listing every missing, unexpected and mis-shaped key.
+
+    assign: `module` was built on the meta device (`core.init_free`) and takes `state`'s tensors as its own.
+    """
     own = module.state_dict()
     missing = sorted(set(own) - set(state))
     unexpected = sorted(set(state) - set(own))
@@ -125,7 +131,10 @@ def load_into(module: nn.Module, state: dict[str, torch.Tensor], source: str = "
         problems.append("shape mismatch " + "; ".join(shapes[:10]))
     if problems:
         raise CheckpointError(f"{source} does not match the model: " + " | ".join(problems))
-    module.load_state_dict(state, strict=True)
+    if assign:
+        adopt_state(module, state)
+    else:
+        module.load_state_dict(state, strict=True)
 
 
 def from_pretrained(
@@ -147,8 +156,9 @@ def from_pretrained(
         cfg = cfg_cls.from_dict({k: v for k, v in config.items() if k not in ("kind", "format_version")})
     except (TypeError, ValueError) as e:
         raise CheckpointError(f"{folder / CONFIG_NAME}: invalid {kind} config: {e}") from None
-    module = mod_cls(cfg)
-    load_into(module, load_weights(folder / WEIGHTS_NAME), source=str(folder / WEIGHTS_NAME))
+    state = load_weights(folder / WEIGHTS_NAME)
+    module = build_on_meta(lambda: mod_cls(cfg))  # every weight comes from the file: no random init
+    load_into(module, state, source=str(folder / WEIGHTS_NAME), assign=True)
     module.to(device=device, dtype=dtype) if dtype is not None else module.to(device)
     return module.eval()
 

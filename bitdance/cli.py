@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 import warnings
 
@@ -63,6 +64,7 @@ def _cli_warning(message, category, filename, lineno, line=None) -> str:  # noqa
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv_from_process = argv is None
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
         print(_usage())
@@ -92,13 +94,30 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runner = getattr(module, "run_verb", None)
     try:
-        return int(runner(verb, rest) if runner else module.main(rest))
+        rc = int(runner(verb, rest) if runner else module.main(rest))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
+        rc = 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    if argv_from_process and getattr(module, "EXIT_WITHOUT_TEARDOWN", False):
+        _exit_now(rc)
+    return rc
+
+
+def _exit_now(rc: int) -> None:
+    """End the process without interpreter teardown (freeing torch and the models: ~0.5 s on one CPU).
+
+    Only for verbs that declare `EXIT_WITHOUT_TEARDOWN = True` (their outputs are complete, atomically
+    written files) and only when run as the `bitdance` command, never when `main` is called in-process.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be written anyway
+            pass
+    os._exit(rc)
 
 
 if __name__ == "__main__":

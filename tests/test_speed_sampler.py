@@ -148,3 +148,56 @@ def test_fast_setting_is_recorded_and_replays_byte_identically(tmp_path):
     assert (tmp_path / "a.png").read_bytes() == (tmp_path / "b.png").read_bytes()
     ref = pipe("a red sneaker", seed=3, guidance_scale=2.0)
     assert ref.recipes[0]["solver"] == "euler_maruyama"
+
+
+def test_bench_sampler_speed_times_both_kv_caches(tmp_path, capsys):
+    out = tmp_path / "kv"
+    argv = ["bench", "--sampler-speed", "--model", "random:tiny-text", "--batch-sizes", "1"]
+    argv += ["--repeats", "1", "--peak-size", "64", "--skip", "official,readme,training", "--out", str(out)]
+    assert main(argv) == 0
+    doc = json.loads((out / "speed_sampler.json").read_text())
+    rows = doc["metrics"]["sections"]["kv_cache"]["rows"]
+    assert [r["kv_cache"] for r in rows] == ["preallocated", "concat"]
+    assert rows[1]["speedup_vs_concat"] == 1.0 and rows[0]["seconds_per_call"] > 0
+    assert set(doc["metrics"]["kv_cache_speedup"]) == {"batch_1"}
+    assert [r[1] for r in doc["tables"]["kv_cache"]["rows"]] == ["preallocated", "concat"]
+
+
+def _readme_result():
+    walls = {"median_s": 3.0, "min_s": 2.5, "all_s": [2.5, 3.0, 3.5], "cpu_median_s": 2.0, "cpu_all_s": [2.0]}
+    floor = {"median_s": 1.2, "min_s": 1.1, "all_s": [1.1, 1.2], "cpu_median_s": 1.0, "cpu_all_s": [1.0]}
+    before = {**walls, "median_s": 4.5, "folder": "/old", "speedup": 1.5}
+    return {
+        "command": 'bitdance generate "a red sneaker" -o sneaker.png',
+        "threads": 1,
+        "runs": 3,
+        "target_s": 2.0,
+        "readme": walls,
+        "import_torch": floor,
+        "above_import_torch_s": 1.8,
+        "baselines": {"before": before},
+        "stages_s": {"import torch": 1.1, "load model": 0.2},
+        "load_average_1min": [0.5, 0.6],
+    }
+
+
+def test_readme_report_format():
+    from bitdance.evaluation.readme_speed import readme_table, shared_report
+
+    res = _readme_result()
+    table = readme_table(res)
+    assert table["rows"][0][:2] == [res["command"], "3.00"] and table["rows"][1][-1] == "0.67x"
+    assert table["rows"][2][0].startswith('python -c "import torch"')
+    assert [r[0] for r in table["rows"][3:]] == ["stage: import torch", "stage: load model"]
+    doc = json.loads(shared_report(res, {"command": "python scripts/bench_readme.py", "utc": "now"}))
+    assert doc["name"] == "speed_readme" and doc["metrics"]["met"] is False
+    assert doc["metrics"]["speedup_vs"] == {"before": 1.5}
+
+
+def test_readme_bench_bad_input(tmp_path):
+    from bitdance.evaluation.readme_speed import bench_readme
+
+    with pytest.raises(ValueError, match="runs must be a positive integer"):
+        bench_readme(0)
+    with pytest.raises(ValueError, match="holds no bitdance package"):
+        bench_readme(1, {"before": str(tmp_path)})

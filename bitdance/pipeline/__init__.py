@@ -34,6 +34,7 @@ from ..generator.patches import from_sequence
 from ..generator.text_encoder import build_text_encoder, check_prompts
 from ..generator.transformer import BitDanceTransformer, Condition, TextCondition
 from ..sampling.decode import KnownTokens, SamplingOptions, generate_bits
+from ..sampling.presets import SAMPLER_PRESETS, sampler_settings
 from ..tokenizer.autoencoder import BinaryAutoencoder
 from . import editing
 from .postprocess import apply_steps, build_steps
@@ -46,9 +47,11 @@ from .provenance import (
     replay_arguments,
     save_png,
 )
+from .shared_encoder import share_with_filter
 
 INDEX_NAME = "model_index.json"
 DEFAULT_MODEL = "bitdance-mini"
+DEFAULT_SOLVER = "euler_maruyama"  # the `reference` sampler setting: the official sampler
 MAX_IMAGES = 64
 MAX_PROMPT_CHARS = 2000
 OUTPUT_TYPES = ("pil", "np", "pt", "bits")
@@ -178,6 +181,7 @@ class BitDancePipeline(editing.EditingMixin):
         if index.get("text_encoder"):
             spec = dict(index["text_encoder"])
             te = build_text_encoder(spec.pop("name"), **spec).to(device)
+            share_with_filter(te)  # the filter's semantic layer embeds with this MiniLM: no second copy
         return cls(
             tok,
             gen,
@@ -246,7 +250,7 @@ class BitDancePipeline(editing.EditingMixin):
         for m in (self.tokenizer, self.generator):
             for k, v in m.state_dict().items():
                 h.update(k.encode())
-                h.update(v.detach().float().cpu().numpy().tobytes())
+                h.update(memoryview(v.detach().float().cpu().contiguous().numpy()).cast("B"))  # no copy
         return h.hexdigest()[:12]
 
     # ------------------------------------------------------------------ properties
@@ -367,14 +371,21 @@ class BitDancePipeline(editing.EditingMixin):
         guidance_scale: float | None = None,
         guidance_schedule: str | None = None,
         parallel_num: int | None = None,
-        solver: str = "euler_maruyama",
+        solver: str | None = None,
         upscale: int | None = None,
         upscale_method: str = "lanczos",
         color: str | None = None,
+        sampler: str | None = None,
     ) -> dict[str, Any]:
-        """Validated settings with defaults filled in: exactly what a call with these arguments records."""
+        """Validated settings with defaults filled in: exactly what a call with these arguments records.
+
+        `sampler` names a setting of `bitdance.sampling.presets` (reference, fast-exact, fast, fast4) and
+        fixes the solver and head steps; without it the solver is `solver` or "euler_maruyama" (the
+        `reference` setting) with the model's steps. The recipe records the resolved solver and steps.
+        """
         h, w = self.check_size(height, width)
         d = self.defaults
+        solver, num_sampling_steps = self._sampler_choice(sampler, solver, num_sampling_steps)
 
         def pick(value: Any, key: str) -> Any:
             return d[key] if value is None else value
@@ -405,6 +416,18 @@ class BitDancePipeline(editing.EditingMixin):
             "postprocess": build_steps(upscale, upscale_method, color),
             "bitdance_version": __version__,
         }
+
+    def _sampler_choice(self, sampler: Any, solver: Any, steps: Any) -> tuple[str, int | None]:
+        """(solver, head steps or None for the model's) of a call's sampler / solver / steps arguments."""
+        if sampler is None:
+            return DEFAULT_SOLVER if solver is None else solver, steps
+        if solver is not None or steps is not None:
+            raise ValueError(
+                "give either sampler=NAME or solver / num_sampling_steps, not both (a sampler setting "
+                f"fixes both; allowed settings: {', '.join(SAMPLER_PRESETS)})"
+            )
+        kw = sampler_settings(sampler, self.defaults["num_sampling_steps"])
+        return kw["solver"], kw["num_sampling_steps"]
 
     def _class_index(self, c: int | str) -> int:
         n = self.generator.config.num_classes
@@ -477,13 +500,14 @@ class BitDancePipeline(editing.EditingMixin):
         generator: torch.Generator | list[torch.Generator] | None = None,
         output_type: str = "pil",
         callback: ProgressCallback | None = None,
-        solver: str = "euler_maruyama",
+        solver: str | None = None,
         known: KnownTokens | None = None,
         filter_mode: str | None = None,
         preview_every: int | None = None,
         upscale: int | None = None,
         upscale_method: str = "lanczos",
         color: str | None = None,
+        sampler: str | None = None,
     ) -> PipelineOutput:
         """Generate images. Seeds: `seed` (int: image i uses seed + i; or one per image) or `generator`.
 
@@ -492,7 +516,9 @@ class BitDancePipeline(editing.EditingMixin):
         partial_bits (B, k, d) and, every `preview_every` AR steps, `preview` (list of PIL images).
         `known` (bits (1|B, d, h, w), keep (1|B, h, w)) teacher-forces tokens. `filter_mode` overrides
         the pipeline's content-filter mode. `upscale` (2|4), `upscale_method`, `color` ("auto,warm", ...)
-        post-process the decoded images; the steps are recorded in the recipes.
+        post-process the decoded images; the steps are recorded in the recipes. `sampler` picks a named
+        setting of `bitdance.sampling.presets` ("reference", the default, "fast-exact", "fast", "fast4")
+        instead of `solver` / `num_sampling_steps`; the recipes record the solver and steps it stands for.
         """
         kw = {k: v for k, v in locals().items() if k not in ("self", "__class__")}
         return self._generate(**kw)
@@ -514,7 +540,7 @@ class BitDancePipeline(editing.EditingMixin):
         generator: Any,
         output_type: str,
         callback: ProgressCallback | None,
-        solver: str,
+        solver: str | None,
         known: KnownTokens | None,
         filter_mode: str | None,
         preview_every: Any,
@@ -522,6 +548,7 @@ class BitDancePipeline(editing.EditingMixin):
         upscale_method: str,
         color: Any,
         edit_info: dict[str, Any] | None = None,
+        sampler: str | None = None,
     ) -> PipelineOutput:
         prompts, labels, (h, w) = self.check_inputs(
             prompt, class_labels, height, width, num_images_per_prompt, output_type, negative_prompt
@@ -537,6 +564,7 @@ class BitDancePipeline(editing.EditingMixin):
             upscale,
             upscale_method,
             color,
+            sampler,
         )
         if settings["postprocess"] and output_type == "bits":
             raise ValueError("post-processing (upscale / color) needs images, not output_type='bits'")
@@ -550,7 +578,7 @@ class BitDancePipeline(editing.EditingMixin):
             s["num_sampling_steps"],
             s["guidance_scale"],
             s["guidance_schedule"],
-            solver,
+            s["solver"],
             grid,
             bool(self.defaults.get("independent_unguided_streams", False)),
         )

@@ -14,7 +14,7 @@ import torch
 
 from ..core.configs import validate_parallel_num
 from ..core.random import RandomSource, as_source
-from ..generator.kv_cache import KVCache
+from ..generator.kv_cache import KV_CACHES
 from ..generator.patches import from_sequence, order_for
 from ..generator.transformer import BitDanceTransformer, Condition, attention_groups
 from ..tokenizer.quantizer import binarize, check_bits
@@ -40,6 +40,9 @@ class SamplingOptions:
     # mixed precision for the networks: None (the weights' dtype) or "bf16" (torch.autocast; meant for
     # CUDA — on CPU bf16 matmul is far slower than fp32). Velocities and the sampler state stay fp32.
     autocast: str | None = None
+    # "preallocated" (default: buffers allocated once, written in place) or "concat" (torch.cat growth,
+    # the behaviour before; kept as the benchmark's baseline). Same samples either way.
+    kv_cache: str = "preallocated"
 
     def check(self) -> None:
         import math
@@ -62,6 +65,8 @@ class SamplingOptions:
         get_solver(self.solver)
         if self.autocast not in (None, "bf16"):
             raise ValueError(f"autocast must be None or 'bf16', got {self.autocast!r}")
+        if self.kv_cache not in KV_CACHES:
+            raise ValueError(f"kv_cache must be one of {', '.join(KV_CACHES)}, got {self.kv_cache!r}")
 
 
 @dataclass
@@ -141,9 +146,9 @@ def _generate(
     full_cond, rows = guided_condition(model, cond, negative, b, device, guided)
     solver = get_solver(options.solver)
 
-    cache = KVCache(cfg.n_layer)
     prefix = model.embed_prefix(full_cond)
     lp = prefix.shape[1]
+    cache = KV_CACHES[options.kv_cache](cfg.n_layer, capacity=lp + n - 1)  # every position fed: room once
     rope_all = model.rope_for(grid, p, lp + p - 1)  # type: ignore[arg-type]
     groups_all = attention_groups(lp, n, p)
     first = lp + p - 1

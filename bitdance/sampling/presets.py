@@ -22,6 +22,7 @@ class SamplerPreset:
     description: str
 
 
+DEFAULT_SAMPLER = "reference"  # what the pipeline and `bitdance generate` use unless told otherwise
 SAMPLER_PRESETS: dict[str, SamplerPreset] = {
     "reference": SamplerPreset(
         "euler_maruyama", 1, "official Euler-Maruyama sampler, the model's head steps"
@@ -37,8 +38,8 @@ SAMPLER_PRESETS: dict[str, SamplerPreset] = {
 def sampler_settings(name: str, default_steps: int) -> dict[str, Any]:
     """Pipeline keyword arguments {solver, num_sampling_steps} of setting `name` for a model whose default
     head step count is `default_steps`."""
-    if name not in SAMPLER_PRESETS:
-        raise ValueError(f"unknown sampler setting {name!r}; allowed: {sorted(SAMPLER_PRESETS)}")
+    if not isinstance(name, str) or name not in SAMPLER_PRESETS:
+        raise ValueError(f"unknown sampler setting {name!r}; allowed: {', '.join(SAMPLER_PRESETS)}")
     if isinstance(default_steps, bool) or not isinstance(default_steps, int) or default_steps < 1:
         raise ValueError(f"default head steps must be a positive integer, got {default_steps!r}")
     p = SAMPLER_PRESETS[name]
