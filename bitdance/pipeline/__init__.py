@@ -169,6 +169,10 @@ class BitDancePipeline(editing.EditingMixin):
             preset = str(name_or_path).split(":", 1)[1]
             return cls.from_preset(preset, device=device, filter_mode=filter_mode, safety=safety)
         folder = resolve_model(name_or_path)
+        if safety is None and _check_filter_mode(filter_mode) != "off":
+            from ..safety import ContentFilter  # noqa: PLC0415
+
+            ContentFilter(None, filter_mode).warm_up(background=True)  # rules compile while weights load
         index_path = folder / INDEX_NAME
         if not index_path.is_file():
             raise CheckpointError(f"{folder} has no {INDEX_NAME}; expected a BitDance pipeline folder")
