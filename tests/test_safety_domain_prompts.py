@@ -61,3 +61,17 @@ def test_free_form_suite_passes(content_filter: ContentFilter) -> None:
     prompts = [json.loads(line)["prompt"] for line in path.read_text(encoding="utf-8").splitlines() if line]
     assert len(prompts) >= 300
     assert _blocked(content_filter, prompts) == []
+
+
+def test_no_rule_fires_on_any_emoji_phrasing() -> None:
+    """Rules only (fast): every emoji name and alias in every phrasing of the rich captioner."""
+    from bitdance.data.caption_templates import with_article
+    from bitdance.data.emoji import list_emoji
+    from bitdance.data.emoji_names import emoji_aliases
+    from bitdance.data.rich_captions import EMOJI_FORMS
+
+    rules = ContentFilter(semantic=None)
+    names = {n for ch, name in list_emoji() for n in (name, *emoji_aliases(ch))}
+    prompts = [form.format(np=with_article(n), name=n) for n in sorted(names) for form in EMOJI_FORMS]
+    assert len(prompts) > 20_000
+    assert _blocked(rules, prompts) == []
