@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import random
 
+from bitdance.safety.semantic import DOMAIN_CATEGORY, assets_dir
+
 DOMAIN_NAME = "semantic_domain.jsonl"
-DOMAIN_CATEGORY = "none"  # benign rows that are no category's near-miss: the model's own domain
 N_SHAPES = 120  # scenes per captioner (template paraphrase, rich)
 SEED = "bitdance/safety/domain"
 
@@ -44,7 +45,6 @@ def domain_examples(with_emoji: bool = True) -> list[dict[str, str]]:
         prompts.append(rich_caption("shapes", sample_scene(rng), rng))
     from bitdance.safety.normalize import reading  # noqa: PLC0415
     from bitdance.safety.redteam import SUITE_FILE, load_suite  # noqa: PLC0415
-    from bitdance.safety.semantic import assets_dir  # noqa: PLC0415
 
     suite = {reading(c.prompt) for c in load_suite(assets_dir() / SUITE_FILE)}
     keep = [p for p in dict.fromkeys(prompts) if reading(p) not in suite]

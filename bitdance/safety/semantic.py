@@ -38,7 +38,6 @@ from typing import Any
 
 import torch
 
-from bitdance.safety.domain import DOMAIN_CATEGORY
 from bitdance.safety.matcher import CATEGORIES
 from bitdance.safety.normalize import reading
 
@@ -52,6 +51,7 @@ CACHE_SIZE = 1024  # recent chunk embeddings kept (server retries, batches of on
 INDEX_NAME = "semantic_index"  # bitdance/assets/safety/semantic_index.{json,safetensors}
 TRAIN_NAME = "semantic_train.jsonl"
 LABELS = ("block", "allow")
+DOMAIN_CATEGORY = "none"  # a benign example that is no category's near-miss (the model's own domain)
 CLASSES = ("allow", *(c for c in CATEGORIES))  # classifier outputs: benign, then one per category
 
 
