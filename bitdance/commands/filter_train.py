@@ -3,6 +3,10 @@
     bitdance filter-train                       # rebuilds bitdance/assets/safety/semantic_index.*
     bitdance filter-train --train my.jsonl --out my_index/
 
+Also writes `<out>/semantic_domain.jsonl`: benign examples of the model's own domain generated from the
+training captioners (`bitdance.safety.domain`: every emoji name, garments, shapes scenes); the index is
+built from the training list followed by those rows (`--no-domain` leaves them out).
+
 Writes `<out>/semantic_index.safetensors` (fp16 MiniLM embeddings of every example, the logistic
 regression classifier trained on them) and `<out>/semantic_index.json` (threshold, margin, classifier
 threshold, hashes, the dev rates that chose them). The threshold rule
@@ -11,6 +15,7 @@ threshold, hashes, the dev rates that chose them). The threshold rule
 
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -24,13 +29,20 @@ def build_parser() -> Parser:
     p.add_argument("--train", help="labelled JSONL list (default: the shipped semantic_train.jsonl)")
     p.add_argument("--suite", help="red-team suite whose dev split chooses the threshold (default: shipped)")
     p.add_argument("--out", help="output folder (default: bitdance/assets/safety/)")
+    p.add_argument(
+        "--no-domain",
+        action="store_true",
+        help="leave out the generated domain examples (semantic_domain.jsonl)",
+    )
     return p
 
 
 def main(argv: list[str]) -> int:
     import torch  # noqa: PLC0415
 
+    from ..core.atomic import atomic_write_bytes  # noqa: PLC0415
     from ..safety import ContentFilter  # noqa: PLC0415
+    from ..safety.domain import DOMAIN_NAME, domain_examples  # noqa: PLC0415
     from ..safety.redteam import MAX_DEV_FP, SUITE_FILE, choose_settings, load_suite  # noqa: PLC0415
     from ..safety.semantic import TRAIN_NAME, SemanticIndex, assets_dir, read_examples  # noqa: PLC0415
 
@@ -44,7 +56,14 @@ def main(argv: list[str]) -> int:
             raise ValueError(f"{what} {path} is not a file")
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    index = SemanticIndex.build(read_examples(train), threshold=1.0, margin=0.0, classifier=True)
+    rows = read_examples(train)
+    domain = None
+    if not args.no_domain:
+        domain = out / DOMAIN_NAME
+        lines = [json.dumps(r, ensure_ascii=False) + "\n" for r in domain_examples()]
+        atomic_write_bytes(domain, "".join(lines).encode("utf-8"))
+        rows += read_examples(domain)
+    index = SemanticIndex.build(rows, threshold=1.0, margin=0.0, classifier=True)
     dev = [c for c in load_suite(suite) if c.split == "dev"]
     rules_only = ContentFilter(semantic=None)
     rule_blocked = [not rules_only.check(c.prompt).allowed for c in dev]
@@ -70,10 +89,11 @@ def main(argv: list[str]) -> int:
         ),
         "dev": {"n": len(dev), **dev_rates},
     }
-    index.save(out, meta, out / train.name)
+    index.save(out, meta, out / train.name, domain)
     took = time.perf_counter() - t0
     print(
-        f"semantic index: {len(index.texts)} examples -> {out}/semantic_index.*; threshold {t:.2f}, margin "
+        f"semantic index: {len(index.texts)} examples ({len(index.texts) - len(read_examples(train))} "
+        f"generated domain examples) -> {out}/semantic_index.*; threshold {t:.2f}, margin "
         f"{m:.2f}, classifier threshold {ct:.2f}; dev (rules + semantic): "
         f"blocked {dev_rates['blocked']:.1%}, "
         f"false positives {dev_rates['false_positive']:.1%}; semantic layer alone blocked "

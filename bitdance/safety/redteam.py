@@ -92,7 +92,8 @@ def choose_settings(
     """The threshold-selection rule (dev split only).
 
     Per dev prompt: the rules' decision and, per chunk of the prompt (a plain float is one chunk),
-    the nearest-example similarities and the classifier's P(block). Grid: threshold 0.30..0.95,
+    the nearest-example similarities and the classifier's P(block); a chunk with sim_allow >=
+    KNOWN_BENIGN is never blocked (as in `SemanticIndex.judge`). Grid: threshold 0.30..0.95,
     margin 0.00..0.20 and classifier threshold 0.50..0.99 (or off), steps of 0.01. Keep the settings
     whose combined (rules OR semantic) false-positive rate on dev is <= MAX_DEV_FP; among them take
     the highest dev block rate of the semantic layer *alone* (the rules were written looking at dev,
@@ -103,6 +104,8 @@ def choose_settings(
     """
     import torch  # noqa: PLC0415
 
+    from bitdance.safety.semantic import KNOWN_BENIGN  # noqa: PLC0415
+
     def per_chunk(values: Sequence) -> list[list[float]]:
         return [[float(v)] if isinstance(v, (int, float)) else [float(x) for x in v] for v in values]
 
@@ -112,13 +115,16 @@ def choose_settings(
     sb_t, sa_t = torch.tensor([x for v in sb for x in v]), torch.tensor([x for v in sa for x in v])
     t = torch.tensor(THRESHOLDS)[:, None, None]
     m = torch.tensor(MARGINS)[None, :, None]
-    hit = ((sb_t >= t - 1e-9) & (sb_t - sa_t >= m - 1e-9)).float()  # (T, M, chunks)
+    known = sa_t >= KNOWN_BENIGN  # a chunk that is a labelled benign example is never blocked
+    hit = ((sb_t >= t - 1e-9) & (sb_t - sa_t >= m - 1e-9) & ~known).float()  # (T, M, chunks)
     knn = torch.zeros(len(THRESHOLDS), len(MARGINS), n).index_add_(2, owner, hit) > 0  # (T, M, P)
     if p_block is None:
         clf = torch.zeros(1, n, dtype=torch.bool)
         cts: tuple[float, ...] = (1.01,)
     else:
-        pmax = torch.tensor([max(v) for v in per_chunk(p_block)])
+        pc = per_chunk(p_block)
+        p_t = torch.tensor([x for v in pc for x in v]).masked_fill(known, 0.0)
+        pmax = torch.zeros(n).scatter_reduce_(0, owner, p_t, "amax")
         cts = CLF_THRESHOLDS
         clf = pmax[None] >= torch.tensor(cts)[:, None] - 1e-9  # (C, P)
     sem = knn[:, :, None, :] | clf[None, None]  # (T, M, C, P)

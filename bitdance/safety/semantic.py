@@ -9,6 +9,10 @@ with the embeddings of a labelled list of must-block and benign prompts
     nearest examples:  sim_block >= threshold  and  sim_block - sim_allow >= margin
     classifier:        p_block >= clf_threshold
 
+unless the chunk is a labelled benign example itself (sim_allow >= KNOWN_BENIGN): the classifier is
+smooth, so it can score one of its own benign training examples (an emoji name such as "shocked face
+with exploding head") above the threshold; the label wins.
+
 sim_block / sim_allow are the cosine similarities of the nearest must-block / benign example; p_block is
 1 - P(allow) of a multinomial logistic regression (allow + one class per category) trained on the same
 labelled embeddings. A long prompt is also scored in overlapping chunks of CHUNK_WORDS words (at most
@@ -42,10 +46,12 @@ READ_CHARS = 2000  # prompt characters read back for the encoder
 CHUNK_WORDS = 12  # a reading longer than this is also scored in windows of this many words ...
 CHUNK_STRIDE = 6  # ... starting every CHUNK_STRIDE words
 MAX_CHUNKS = 8  # windows scored per prompt, besides the whole reading (bounds the cost)
+KNOWN_BENIGN = 0.99  # a chunk this similar to a benign example *is* that example: neither score blocks it
 CACHE_SIZE = 1024  # recent chunk embeddings kept (server retries, batches of one prompt)
 INDEX_NAME = "semantic_index"  # bitdance/assets/safety/semantic_index.{json,safetensors}
 TRAIN_NAME = "semantic_train.jsonl"
 LABELS = ("block", "allow")
+DOMAIN_CATEGORY = "none"  # a benign example that is no category's near-miss (the model's own domain)
 CLASSES = ("allow", *(c for c in CATEGORIES))  # classifier outputs: benign, then one per category
 
 
@@ -89,7 +95,8 @@ class SemanticResult:
 
 
 def read_examples(path: str | Path) -> list[dict[str, str]]:
-    """Labelled examples from a JSONL file: {"prompt", "label": block|allow, "category"} per line."""
+    """Labelled examples from a JSONL file: {"prompt", "label": block|allow, "category"} per line. A
+    benign row's category is the category it is a near-miss of, or "none" (the model's own domain)."""
     rows = []
     for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
         if not line.strip():
@@ -102,9 +109,11 @@ def read_examples(path: str | Path) -> list[dict[str, str]]:
             raise ValueError(f"{path}: line {i}: expected an object with a non-empty 'prompt'")
         if row.get("label") not in LABELS:
             raise ValueError(f"{path}: line {i}: label must be one of {LABELS}, got {row.get('label')!r}")
-        if row.get("category") not in CATEGORIES:
+        allowed = CATEGORIES if row["label"] == "block" else (*CATEGORIES, DOMAIN_CATEGORY)
+        if row.get("category") not in allowed:
             raise ValueError(
-                f"{path}: line {i}: category must be one of {CATEGORIES}, got {row.get('category')!r}"
+                f"{path}: line {i}: category of a {row['label']!r} example must be one of {allowed}, "
+                f"got {row.get('category')!r}"
             )
         rows.append(row)
     return rows
@@ -322,7 +331,9 @@ class SemanticIndex:
         return out
 
     def decide(self, sim_block: float, sim_allow: float, p_block: float | None = None) -> bool:
-        """`decide` with this index's settings."""
+        """`decide` with this index's settings (a known benign example is never blocked)."""
+        if sim_allow >= KNOWN_BENIGN:
+            return False
         clf = p_block is not None and p_block >= self.clf_threshold
         return clf or decide(sim_block, sim_allow, self.threshold, self.margin)
 
@@ -332,9 +343,10 @@ class SemanticIndex:
         for s in self.chunk_scores(prompts):
             n = len(s["chunks"])
             p = s.get("p_block")
-            knn = [decide(float(s["sim_block"][k]), float(s["sim_allow"][k]), self.threshold, self.margin)
-                   for k in range(n)]  # fmt: skip
-            clf = [p is not None and float(p[k]) >= self.clf_threshold for k in range(n)]
+            known = [float(s["sim_allow"][k]) >= KNOWN_BENIGN for k in range(n)]
+            knn = [not known[k] and decide(float(s["sim_block"][k]), float(s["sim_allow"][k]), self.threshold,
+                                           self.margin) for k in range(n)]  # fmt: skip
+            clf = [not known[k] and p is not None and float(p[k]) >= self.clf_threshold for k in range(n)]
             # the chunk reported: the first blocked one, else the one closest to a must-block example
             hit = [k for k in range(n) if knn[k] or clf[k]]
             k = hit[0] if hit else int(s["sim_block"].argmax())
@@ -372,8 +384,15 @@ class SemanticIndex:
         clf = Classifier.fit(emb, [_class_of(r) for r in examples]) if classifier else None
         return cls(texts, labels, cats, emb, threshold, margin, embedder, clf)
 
-    def save(self, folder: str | Path, meta: dict[str, Any], train_file: str | Path) -> None:
-        """Write `<folder>/semantic_index.safetensors` (fp16 embeddings, fp32 classifier) and `.json`."""
+    def save(
+        self,
+        folder: str | Path,
+        meta: dict[str, Any],
+        train_file: str | Path,
+        domain_file: str | Path | None = None,
+    ) -> None:
+        """Write `<folder>/semantic_index.safetensors` (fp16 embeddings, fp32 classifier) and `.json`.
+        The examples are the rows of `train_file`, then those of `domain_file` (if any), in order."""
         from safetensors.torch import save_file  # noqa: PLC0415
 
         folder = Path(folder)
@@ -394,6 +413,8 @@ class SemanticIndex:
             "n": len(self.texts),
             "train_file": Path(train_file).name,
             "train_sha256": sha256_file(train_file),
+            "domain_file": None if domain_file is None else Path(domain_file).name,
+            "domain_sha256": None if domain_file is None else sha256_file(domain_file),
             "embeddings_sha256": sha256_file(tensors),
         }
         (folder / f"{INDEX_NAME}.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
@@ -405,14 +426,17 @@ class SemanticIndex:
 
         folder = Path(folder)
         info = json.loads((folder / f"{INDEX_NAME}.json").read_text(encoding="utf-8"))
-        train = folder / info["train_file"]
+        files = [(folder / info["train_file"], info["train_sha256"])]
+        if info.get("domain_file"):
+            files.append((folder / info["domain_file"], info["domain_sha256"]))
         tensors = folder / f"{INDEX_NAME}.safetensors"
-        if sha256_file(train) != info["train_sha256"] or sha256_file(tensors) != info["embeddings_sha256"]:
-            raise ValueError(
-                f"{folder}: the semantic index does not match {train.name}; "
-                "rebuild it with `bitdance filter-train`"
-            )
-        rows = read_examples(train)
+        for path, sha in [*files, (tensors, info["embeddings_sha256"])]:
+            if not path.is_file() or sha256_file(path) != sha:
+                raise ValueError(
+                    f"{folder}: the semantic index does not match {path.name}; "
+                    "rebuild it with `bitdance filter-train`"
+                )
+        rows = [row for path, _ in files for row in read_examples(path)]
         data = load_file(str(tensors))
         clf = None
         if "classifier.weight" in data:
