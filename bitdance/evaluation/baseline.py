@@ -1,5 +1,5 @@
 """Diffusion baseline: a small class x tint conditioned pixel-space diffusers ``UNet2DModel`` with diffusers
-schedulers (DDPM training, DPM-Solver++ / DDIM / Euler sampling).
+schedulers (DDPM training, DPM-Solver++ / DDIM sampling).
 
     bitdance train-baseline train --budget-minutes 70 --out runs/baseline-v2
     bitdance train-baseline sample --baseline runs/baseline-v2 --sampler dpmpp --steps 20 --out grid.png
@@ -36,7 +36,12 @@ from ..core.vocabulary import COLOURS
 TINTS: tuple[str | None, ...] = (None, *COLOURS)
 META_NAME, UNET_DIR, DATA_CACHE = "baseline.json", "unet", "data_cache.pt"
 EXPORT_DIR, RUN_NAME = "export", "run.json"  # <out>/export/ is the inference folder; run.json the recipe
-SAMPLERS = ("dpmpp", "ddim", "euler")  # DPM-Solver++ (2M), DDIM (eta 0), Euler (Karras-style sigmas)
+# DPM-Solver++ (2M) and DDIM (eta 0), both clipping the x0 prediction to the data range [-1, 1] (dynamic
+# thresholding / clip_sample): with epsilon prediction on the cosine schedule the first step starts at
+# alpha_bar(999) = 2.4e-9, where x0 = (x - sqrt(1 - a) eps) / sqrt(a) amplifies any eps error 2e4-fold.
+# diffusers' Euler scheduler has no x0 clipping and diverges from that first step (measured: noise images),
+# so it is not offered.
+SAMPLERS = ("dpmpp", "ddim")
 
 
 def _quiet_diffusers() -> None:
@@ -127,17 +132,20 @@ def build_sampler(name: str, cfg: BaselineConfig):  # noqa: ANN201
     """A diffusers scheduler for sampling, picked by name (``SAMPLERS``); trailing timestep spacing, which
     keeps the first step at the highest noise level (matters at 5-10 steps)."""
     _quiet_diffusers()
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler
 
     base = train_scheduler_config(cfg)
     if name == "dpmpp":
         return DPMSolverMultistepScheduler(
-            **base, algorithm_type="dpmsolver++", solver_order=2, timestep_spacing="trailing"
+            **base,
+            algorithm_type="dpmsolver++",
+            solver_order=2,
+            timestep_spacing="trailing",
+            thresholding=True,
+            sample_max_value=1.0,
         )
     if name == "ddim":
         return DDIMScheduler(**base, clip_sample=True, timestep_spacing="trailing", set_alpha_to_one=False)
-    if name == "euler":
-        return EulerDiscreteScheduler(**base, timestep_spacing="trailing")
     raise ValueError(f"unknown sampler {name!r}; choose one of {', '.join(SAMPLERS)}")
 
 

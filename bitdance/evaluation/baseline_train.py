@@ -47,6 +47,9 @@ from .baseline import (
 )
 
 DEV_SPLIT = "test"  # dev items 0..dev_n-1; the comparison reads test-heldout (items >= 5000)
+# Tag of the dev monitor's sampler. Entries without it were scored by the first version of the sampler
+# (DPM-Solver++ without x0 clipping, which diverged: noise images) and are dropped on resume.
+DEV_SAMPLER = "dpmpp-thresholded"
 
 
 def prepare_data(size: int, tinted: bool, limit: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -182,7 +185,7 @@ class BaselineTrainer(Trainer):
                 chunks.append(sample_unet(unet, self.cfg, chunk, self.dev_steps, seeds, scale))
             imgs = torch.cat(chunks)
             out[f"dev_fid_cls_cfg{scale:g}"] = fid(real_f, net(imgs))
-        self.dev_history.append({"step": step, **out})
+        self.dev_history.append({"step": step, "sampler": DEV_SAMPLER, **out})
         return out
 
     def save_samples(self, step: int, folder: Path) -> Path | None:
@@ -215,7 +218,10 @@ class BaselineTrainer(Trainer):
         self.ema.load_state_dict(state["ema"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.gen.set_state(state["rng"])
-        self.dev_history = json.loads(state.get("dev_history", "[]"))
+        hist = json.loads(state.get("dev_history", "[]"))
+        self.dev_history = [h for h in hist if h.get("sampler") == DEV_SAMPLER]
+        if len(hist) != len(self.dev_history):
+            print(f"dropped {len(hist) - len(self.dev_history)} dev evaluation(s) of the unclipped sampler")
 
     def export(self, folder: Path) -> Path:
         """EMA weights as a diffusers folder + baseline.json (what `DiffusionBaseline` loads)."""
