@@ -10,6 +10,7 @@ pytest.importorskip("diffusers")
 
 from bitdance.cli import main  # noqa: E402
 from bitdance.evaluation import baseline as bl  # noqa: E402
+from bitdance.evaluation import baseline_cli as bc  # noqa: E402
 from bitdance.evaluation import baseline_train as bt  # noqa: E402
 
 
@@ -34,7 +35,7 @@ def trained(tmp_path_factory):
     if not _fashion_available():
         pytest.skip("needs apt dataset-fashion-mnist")
     out = tmp_path_factory.mktemp("baseline")
-    assert bl.main(["train", "--budget-minutes", "0.005", "--out", str(out), *TINY]) == 0  # ends at step 1
+    assert bc.main(["train", "--budget-minutes", "0.005", "--out", str(out), *TINY]) == 0  # ends at step 1
     return out
 
 
@@ -104,7 +105,7 @@ def test_train_is_budgeted_and_resumable(trained, capsys):
     cached = torch.load(trained / bl.DATA_CACHE, weights_only=True)  # resumes skip data preparation
     assert cached["images"].shape == (32, 3, 16, 16) and cached["images"].dtype == torch.uint8
     assert state["loop_elapsed_s"] >= 0.005 * 60
-    assert bl.main(["train", "--budget-minutes", "0.005", "--out", str(trained), *TINY]) == 0
+    assert bc.main(["train", "--budget-minutes", "0.005", "--out", str(trained), *TINY]) == 0
     assert "budget already spent" in capsys.readouterr().out
     assert _latest_state(trained)["step"] == state["step"]
     # a larger total budget continues from the saved step and elapsed time (--stop-at keeps it short)
@@ -118,7 +119,7 @@ def test_train_is_budgeted_and_resumable(trained, capsys):
         "--stop-at",
         str(state["step"] + 1),
     ]
-    assert bl.main(argv) == 0
+    assert bc.main(argv) == 0
     later = _latest_state(trained)
     assert later["step"] == state["step"] + 1 and later["loop_elapsed_s"] > state["loop_elapsed_s"]
     assert "resuming at step" in capsys.readouterr().out
@@ -137,7 +138,7 @@ def test_train_dev_monitor_and_stop_at(tmp_path):
         pytest.skip("needs the shipped fashion classifier (FID_cls)")
     out = tmp_path / "dev"
     args = ["train", "--budget-minutes", "5", "--out", str(out), *TINY, "--stop-at", "3", "--dev-n", "4"]
-    assert bl.main([*args, "--dev-steps", "1", "--dev-cfg", "1,2"]) == 0
+    assert bc.main([*args, "--dev-steps", "1", "--dev-cfg", "1,2"]) == 0
     meta = json.loads((out / "export" / "baseline.json").read_text())
     assert meta["steps"] == 3
     (h,) = meta["dev_history"]
@@ -157,15 +158,15 @@ def test_dev_guidance_rule():
 
 
 def test_train_option_errors(tmp_path, capsys):
-    assert bl.main(["train", "--budget-minutes", "0", "--out", str(tmp_path / "x")]) == 2
+    assert bc.main(["train", "--budget-minutes", "0", "--out", str(tmp_path / "x")]) == 2
     assert "must be positive" in capsys.readouterr().err
-    assert bl.main(["train", "--budget-minutes", "1", "--out", str(tmp_path / "x"), "--dev-n", "1"]) == 2
+    assert bc.main(["train", "--budget-minutes", "1", "--out", str(tmp_path / "x"), "--dev-n", "1"]) == 2
     assert "--dev-n 0 or >= 2" in capsys.readouterr().err
     assert (
-        bl.main(["train", "--budget-minutes", "1", "--out", str(tmp_path / "x"), "--channels", "8,12"]) == 2
+        bc.main(["train", "--budget-minutes", "1", "--out", str(tmp_path / "x"), "--channels", "8,12"]) == 2
     )
     assert "multiples of norm groups" in capsys.readouterr().err
-    assert bl.main(["sample", "--baseline", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a.png")]) == 2
+    assert bc.main(["sample", "--baseline", str(tmp_path / "nowhere"), "--out", str(tmp_path / "a.png")]) == 2
     assert "not a trained baseline" in capsys.readouterr().err
     assert bt.DEV_SPLIT == "test"  # dev items are test 0..n-1; the comparison reads test-heldout (>= 5000)
 

@@ -13,24 +13,21 @@ Pixel space, not latent: at 32 x 32 x 3 the pixels are already small (DDPM's CIF
 continuous autoencoder of our tokenizer's size would need its own training out of the same CPU budget. The
 UNet is sized for the data (default channels 32, 64, 64, one res block per level, attention at 8 x 8).
 
-Training lives in ``baseline_train.py`` (the shared training loop); this module holds the architecture,
-the samplers and the inference folder (``<run>/export/``: ``unet/`` in diffusers format with the EMA
-weights + ``baseline.json``).
+Training lives in ``baseline_train.py`` (the shared training loop), the verb in ``baseline_cli.py``; this
+module holds the architecture, the samplers and the inference folder (``<run>/export/``: ``unet/`` in
+diffusers format with the EMA weights + ``baseline.json``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
-import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..core.atomic import atomic_write_bytes
 from ..core.vocabulary import COLOURS
 
 TINTS: tuple[str | None, ...] = (None, *COLOURS)
@@ -249,25 +246,6 @@ def sample_unet(
     return x.clamp(-1, 1)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from .baseline_train import add_train_arguments
-
-    p = argparse.ArgumentParser(
-        prog="bitdance train-baseline",
-        description="Train / sample the class x tint conditioned UNet diffusion baseline.",
-    )
-    sub = p.add_subparsers(dest="cmd", required=True)
-    add_train_arguments(sub.add_parser("train", help="time-budgeted, resumable training"))
-    s = sub.add_parser("sample", help="write a PNG grid of samples")
-    s.add_argument("--baseline", required=True)
-    s.add_argument("--sampler", default="dpmpp", help=f"one of {', '.join(SAMPLERS)} (default dpmpp)")
-    s.add_argument("--steps", type=int, default=20)
-    s.add_argument("--cfg", type=float, default=1.0)
-    s.add_argument("--n", type=int, default=16)
-    s.add_argument("--out", required=True, help="PNG path")
-    return p
-
-
 def sample_grid_png(
     base: DiffusionBaseline, n: int, steps: int, cfg: float, sampler: str, seed: int = 0
 ) -> bytes:
@@ -280,28 +258,3 @@ def sample_grid_png(
     imgs = base.sample(labels, steps, [seed + i for i in range(n)], cfg, sampler)
     titles = [f"{TINTS[lab % tints] or 'plain'} {FASHION_CLASSES[lab // tints]}"[:18] for lab in labels]
     return image_grid_png(list(imgs), titles, cols=10)
-
-
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    args = build_parser().parse_args(argv)
-    args.argv = argv
-    try:
-        if args.cmd == "train":
-            from .baseline_train import run_train
-
-            run_train(args)
-            return 0
-        if args.n < 1:
-            raise ValueError(f"--n must be >= 1, got {args.n}")
-        base = DiffusionBaseline(args.baseline)
-        atomic_write_bytes(Path(args.out), sample_grid_png(base, args.n, args.steps, args.cfg, args.sampler))
-        print(args.out)
-        return 0
-    except (ValueError, FileNotFoundError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
