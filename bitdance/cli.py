@@ -30,7 +30,7 @@ VERBS: dict[str, tuple[str, str]] = {
     "scorer-heldout": ("bitdance.evaluation.heldout", "scorer accuracy on data never trained on"),
     "adherence-report": ("bitdance.evaluation.adherence_report", "adherence runs -> docs/results reports"),
     "train-classifier": ("bitdance.evaluation.train_classifier", "train the evaluation scorers' classifiers"),
-    "train-baseline": ("bitdance.evaluation.baseline", "train / sample the diffusion baseline"),
+    "train-baseline": ("bitdance.evaluation.baseline_cli", "train / sample the diffusion baseline"),
     "bench-training": ("bitdance.training.throughput", "training throughput (samples/s of full steps)"),
     "memory-probe": ("bitdance.quantization.probe", "peak memory of a load + generation (quantize --report)"),
 }

@@ -196,8 +196,19 @@ def build_bench_parser() -> argparse.ArgumentParser:
     v = p.add_argument_group("--vs-diffusion")
     v.add_argument("--vs-diffusion", action="store_true", help="compare with a trained diffusion baseline")
     v.add_argument("--baseline", help="baseline folder (bitdance train-baseline train)")
-    v.add_argument("--baseline-steps", type=_int_list, default=[50, 20], help="DDIM steps (default 50,20)")
-    v.add_argument("--baseline-cfg", type=float, default=1.0, help="baseline guidance scale (default 1)")
+    v.add_argument(
+        "--baseline-steps", type=_int_list, default=[5, 10, 20, 50], help="sampler steps (default 5,10,20,50)"
+    )
+    v.add_argument("--baseline-samplers", default="dpmpp", help="comma list of dpmpp, ddim (default dpmpp)")
+    v.add_argument(
+        "--baseline-cfg", type=float, help="baseline guidance scale (default: the dev-best scale of its run)"
+    )
+    v.add_argument(
+        "--vs-head-steps", type=_int_list, default=[5, 10, 20], help="our head steps (default 5,10,20)"
+    )
+    v.add_argument("--bootstrap-reps", type=int, default=200, help="FID interval resamples (default 200)")
+    v.add_argument("--results", help="also write the committed report here (docs/results/vs_diffusion.json)")
+    v.add_argument("--images-dir", help="also write the frontier plot and baseline grid here (docs/images)")
     v.add_argument(
         "--vs-batch-size", type=int, default=16, help="images per call in the comparison (default 16)"
     )
@@ -405,6 +416,76 @@ def run_edit(args: argparse.Namespace, argv: list[str]) -> int:
     return run_edit_bench(args, argv, _pipeline(args), _sampling_kwargs(args), _model_fields)
 
 
+def _run_vs_diffusion(args: argparse.Namespace, argv: list[str], pipe: Any) -> int:
+    from ..core.atomic import atomic_write_bytes
+    from .baseline import SAMPLERS, DiffusionBaseline
+    from .features import load_real_set
+    from .report import recipe
+    from .versus import compare, comparison_table, versus_markdown, versus_plots, write_results
+
+    if not args.baseline:
+        raise ValueError(
+            "--vs-diffusion needs --baseline FOLDER (train one with "
+            "bitdance train-baseline train --out FOLDER --budget-minutes N)"
+        )
+    samplers = [s.strip() for s in args.baseline_samplers.split(",") if s.strip()]
+    bad = [s for s in samplers if s not in SAMPLERS]
+    if bad or not samplers:
+        raise ValueError(
+            f"--baseline-samplers takes a comma list of {', '.join(SAMPLERS)}, got {bad or '[]'}"
+        )
+    if any(s < 1 or s > 1000 for s in args.baseline_steps + args.vs_head_steps):
+        raise ValueError("--baseline-steps and --vs-head-steps must be in 1..1000")
+    if args.bootstrap_reps < 0 or args.bootstrap_reps == 1:
+        raise ValueError(f"--bootstrap-reps must be 0 (off) or >= 2, got {args.bootstrap_reps}")
+    base = DiffusionBaseline(args.baseline)
+    supported = pipe.generator.config.supported_parallel
+    pnums = args.parallel or [p for p in (1, 4, 16) if p in supported] or [pipe.generator.config.parallel_num]
+    ours = [(p, s) for p in pnums for s in args.vs_head_steps]
+    real = load_real_set(
+        args.data, args.split, _native_size(pipe), args.n, data_options(args.data, args.data_option)
+    )
+    res = compare(
+        pipe,
+        base,
+        real,
+        ours,
+        args.baseline_steps,
+        samplers,
+        args.baseline_cfg,
+        args.seed,
+        args.vs_batch_size,
+        args.cache_dir,
+        args.bootstrap_reps,
+        not args.no_flops,
+    )
+    rec = recipe(
+        ["bitdance", "bench", *argv],
+        args.device,
+        **_model_fields(pipe),
+        baseline=str(args.baseline),
+        baseline_weights_hash=base.weights_hash,
+        seeds=f"{args.seed}..{args.seed + args.n - 1} (image i: seed + i)",
+        samples=args.n,
+        data=real.key,
+        batch_size=args.vs_batch_size,
+    )
+    pngs = versus_plots(res, real.captions)
+    if args.results:
+        print(f"wrote {write_results(args.results, res, rec)}")
+    if args.images_dir:
+        for src, dst in (
+            ("frontier.png", "vs_diffusion_frontier.png"),
+            ("baseline_samples.png", "baseline_samples.png"),
+        ):
+            atomic_write_bytes(Path(args.images_dir) / dst, pngs[src])
+    for p in res["points"]:
+        p.pop("samples")
+    return _finish(
+        args, "bench-vs-diffusion", res, rec, versus_markdown(res, rec), pngs, comparison_table(res)
+    )
+
+
 def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     from .report import recipe
 
@@ -412,54 +493,7 @@ def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     if args.sampler_speed:
         return _run_sampler_speed(args, argv, pipe)
     if args.vs_diffusion:
-        from .baseline import DiffusionBaseline
-        from .features import load_real_set
-        from .versus import compare, comparison_table, versus_markdown, versus_plots
-
-        if not args.baseline:
-            raise ValueError(
-                "--vs-diffusion needs --baseline FOLDER (train one with "
-                "bitdance train-baseline train --out FOLDER --budget-minutes N)"
-            )
-        base = DiffusionBaseline(args.baseline)
-        size = _native_size(pipe)
-        real = load_real_set(args.data, args.split, size, args.n, data_options(args.data, args.data_option))
-        sampling = {
-            k: v
-            for k, v in {
-                "num_sampling_steps": args.steps,
-                "guidance_scale": args.cfg,
-                "parallel_num": args.parallel[0] if args.parallel else None,
-            }.items()
-            if v is not None
-        }
-        res = compare(
-            pipe,
-            base,
-            real,
-            args.seed,
-            args.vs_batch_size,
-            sampling,
-            args.baseline_steps,
-            args.baseline_cfg,
-            args.cache_dir,
-        )
-        rec = recipe(
-            ["bitdance", "bench", *argv],
-            args.device,
-            **_model_fields(pipe),
-            baseline=str(args.baseline),
-            seeds=f"{args.seed}..{args.seed + args.n - 1}",
-            samples=args.n,
-            data=real.key,
-            batch_size=args.vs_batch_size,
-        )
-        pngs = versus_plots(res)
-        for s in res["systems"]:
-            s.pop("samples")
-        return _finish(
-            args, "bench-vs-diffusion", res, rec, versus_markdown(res, rec), pngs, comparison_table(res)
-        )
+        return _run_vs_diffusion(args, argv, pipe)
     from .speed import bench_generation, speed_markdown, speed_plots
 
     supported = pipe.generator.config.supported_parallel
