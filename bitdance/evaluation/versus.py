@@ -6,9 +6,10 @@ reference conditions, and the speed ratio at matched FID_cls.
 
 Every setting generates the same n images (image i conditioned on reference item i: its caption for our
 text model, its class x tint label for the baseline; seed + i), scored by FID_cls against the same
-reference sample with a 95 % paired bootstrap interval; images/s is measured while generating them (batch
-``--vs-batch-size``), FLOPs per image are counted with torch's FlopCounterMode (ours: one extra untimed
-pipeline call, text encoder and decoder included; baseline: one UNet call x steps x 2 with guidance).
+reference sample with a 95 % paired half-sample interval (`metrics.fid_half_sample_interval`); images/s
+is measured while generating them (batch ``--vs-batch-size``), FLOPs per image are counted with torch's
+FlopCounterMode (ours: one extra untimed pipeline call, text encoder and decoder included; baseline:
+one UNet call x steps x 2 with guidance).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import torch
 
 from .baseline import DiffusionBaseline, labels_for_items
 from .features import RealSet, build_feature_net, reference_features
-from .metrics import fid, fid_bootstrap
+from .metrics import fid, fid_half_sample_interval
 from .quality import conditions_for, generate_images
 from .report import image_grid_png, md_table, recipe_markdown
 from .versus_frontier import frontier, frontier_plot_png, matched_quality
@@ -108,7 +109,7 @@ def compare(
             "system": system,
             "setting": setting,
             "fid_cls": fid(real_f, fake_f),
-            "ci": fid_bootstrap(real_f, fake_f, bootstrap_reps) if bootstrap_reps else None,
+            "ci": fid_half_sample_interval(real_f, fake_f, bootstrap_reps) if bootstrap_reps else None,
             "images_per_second": n / seconds,
             "seconds": seconds,
             **extra,
@@ -245,8 +246,8 @@ def versus_markdown(res: dict[str, Any], rec: dict[str, Any]) -> str:
         [
             "# BitDance vs diffusion baseline: quality/speed frontier",
             f"{res['n']} images per setting, batch {res['batch_size']}, FID_cls ({res['feature_network']}) "
-            "against the same reference sample with 95 % paired bootstrap intervals; images/s measured while "
-            "generating them (same run).",
+            "against the same reference sample with 95 % paired half-sample intervals (without replacement); "
+            "images/s measured while generating them (same run).",
             comparison_table(res),
             "Baseline: " + baseline_summary(res) + ".",
             "Plots: `frontier.png`, `baseline_samples.png`, `samples.png`.",
