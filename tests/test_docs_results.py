@@ -89,7 +89,8 @@ def test_reported_quality_uses_the_heldout_split() -> None:
     assert reports["tokenizer_heldout"]["recipe"]["data"]["n"] >= 1000
     assert reports["quality_heldout"]["recipe"]["data"]["split"] == "test-heldout"
     assert reports["quality_heldout"]["recipe"]["data"]["n"] == 1000
-    assert {"p4", "p16"} <= set(reports["quality_per_p"]["metrics"])  # p1: not measured this session
+    settings = {"fid-heldout", "fid-heldout-p1", "fid-heldout-p16", "fid-heldout-s10", "fid-heldout-s50"}
+    assert settings | {"fid-heldout-int8", "floor"} <= set(reports["quality_per_p"]["metrics"])
 
 
 # ----------------------------------------------------------------------------- the mechanism on a tiny repo
