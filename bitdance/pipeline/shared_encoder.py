@@ -57,20 +57,10 @@ def is_stock_minilm(encoder: Any) -> bool:
 def share_with_filter(encoder: Any) -> bool:
     """Give the content filter's semantic layer `encoder` (the stock MiniLM) unless it has its own already.
 
-    Returns True when the filter now uses it. Wiring: `bitdance.safety.semantic.use_encoder(obj)` when the
-    safety package offers it; until then the process-wide embedder's encoder slot, when still empty.
+    Returns True when the filter now uses it (`bitdance.safety.semantic.use_encoder`).
     """
     if not is_stock_minilm(encoder):
         return False
     from ..safety import semantic  # noqa: PLC0415
 
-    adapter = FilterEncoder(encoder, semantic.MAX_TOKENS)
-    hook = getattr(semantic, "use_encoder", None)
-    if hook is not None:
-        return bool(hook(adapter))
-    shared = semantic.shared_embedder()  # interim: the slot Embedder fills on first use
-    with shared._lock:
-        if shared._encoder is not None:
-            return False
-        shared._encoder = adapter
-    return True
+    return semantic.use_encoder(FilterEncoder(encoder, semantic.MAX_TOKENS))

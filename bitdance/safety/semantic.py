@@ -204,6 +204,21 @@ def shared_embedder() -> Embedder:
     return Embedder()
 
 
+def use_encoder(encoder: Any) -> bool:
+    """Let the process-wide embedder use an already-loaded `encoder` (`sentence_embedding(list[str])`),
+    e.g. the pipeline's MiniLM, unless it has loaded one already; True when it now uses `encoder`."""
+    if not callable(getattr(encoder, "sentence_embedding", None)):
+        raise TypeError(
+            f"encoder must have a sentence_embedding(list[str]) method, got {type(encoder).__name__}"
+        )
+    shared = shared_embedder()
+    with shared._lock:
+        if shared._encoder is not None:
+            return False
+        shared._encoder = encoder
+    return True
+
+
 @dataclass(frozen=True)
 class Classifier:
     """Multinomial logistic regression over sentence embeddings: logits = x @ weight.T + bias.

@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from ..core.configs import validate_parallel_num
+from ..core.configs import GeneratorConfig, validate_parallel_num
 from ..core.layers import rope_2d_angles, rope_table
 from ..core.random import RandomSource, as_source
 from ..generator.kv_cache import KVCache
@@ -37,11 +37,11 @@ EDIT_METHODS = ("kept_first", "joint", "substitute")
 DEFAULT_EDIT_METHOD = "joint"  # for models trained in patch order only (official checkpoints, v1)
 
 
-def default_edit_method(cfg) -> str:  # noqa: ANN001 - GeneratorConfig
+def default_edit_method(cfg: GeneratorConfig) -> str:
     """The model's default edit method: "kept_first" when it was trained with random patch orders too
     (`GeneratorConfig.any_order`; then feeding every kept patch first is an order it has seen), else
     "joint" (the default order, which a patch-order-only model knows)."""
-    return "kept_first" if getattr(cfg, "any_order", False) else DEFAULT_EDIT_METHOD
+    return "kept_first" if cfg.any_order else DEFAULT_EDIT_METHOD
 
 
 def check_method(method: str) -> str:
