@@ -175,7 +175,7 @@ rm -rf "$RUNS/bitdance-mini-v2-candidate" && cp -r "$RUNS/mini-gen8/export" "$RU
 # its mixture had cut the emoji share from stage 7's 35% to 21% of each epoch (emoji=3 on the v2 token set).
 # The v1 generator continues (not the candidate) on the same token set with emoji back at 35% (emoji=6),
 # half of the items on their template caption (--rich-captions 0.5), fewer random-order steps
-# (--any-order 0.3: the default raster order keeps more of the steps) and a longer schedule (2000 steps, what
+# (--any-order 0.3: the default raster order keeps more of the steps) and a longer schedule (3000 steps, what
 # fits beside the full evaluation in one session);
 # --time-budget 5100 s ends it early if the machine is slower than planned (the export is then the EMA at
 # that step, the schedule unchanged).
@@ -188,7 +188,7 @@ rm -rf "$RUNS/bitdance-mini-v2-candidate" && cp -r "$RUNS/mini-gen8/export" "$RU
 $B train --tokens "$RUNS/v2-tokens" --init "$RUNS/bitdance-mini-v1" --preset mini --text-len 20 --parallel 1,4,16 \
   --default-parallel 4 --batch-size 32 --warmup 50 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 \
   --ckpt-every 100 --eval-every 0 --sample-every 600 --threads 1 --log-every 10 --no-progress \
-  --source-weights emoji=6 --rich-captions 0.5 --any-order 0.3 --lr 3e-4 --seed 11 --steps 2000 \
+  --source-weights emoji=6 --rich-captions 0.5 --any-order 0.3 --lr 3e-4 --seed 11 --steps 3000 \
   --time-budget 5100 --out "$RUNS/mini-gen9" $(resume "$RUNS/mini-gen9")
 
 # The shipped pipeline = v1 (stage 7 generator + stage-5-decoder tokenizer).
