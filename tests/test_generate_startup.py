@@ -57,6 +57,22 @@ def test_adopt_state_casts_to_the_module_dtype_like_a_copying_load():
     assert m.weight.dtype == torch.float32
 
 
+def test_adopt_state_copies_unaligned_tensors_so_kernels_match_a_copying_load():
+    # safetensors packs tensors back to back: a tensor can start at any byte of the file's buffer, and
+    # vectorised CPU kernels then give results that differ in the last bits from the same weights in fresh
+    # (64-byte aligned) memory
+    buf = torch.randn(1 + 64 * 64 + 64)
+    unaligned = buf[1 : 1 + 64 * 64].view(64, 64)  # 4 bytes past an aligned start
+    assert unaligned.data_ptr() % 64 != 0
+    m = build_on_meta(lambda: nn.Linear(64, 64))
+    adopt_state(m, {"weight": unaligned, "bias": buf[-64:]})
+    assert m.weight.data_ptr() % 64 == 0 and torch.equal(m.weight, unaligned)
+    assert m.weight.data_ptr() != unaligned.data_ptr()
+    root = resolve_model("bitdance-mini")
+    for comp in ("tokenizer", "generator"):
+        assert all(p.data_ptr() % 64 == 0 for p in from_pretrained(root / comp).parameters()), comp
+
+
 def test_shipped_components_load_exactly_the_file_weights():
     root = resolve_model("bitdance-mini")
     for comp in ("tokenizer", "generator"):

@@ -59,15 +59,32 @@ def meta_tensors(module: nn.Module) -> list[str]:
     return names
 
 
+ALIGNMENT = 64  # bytes: what PyTorch's CPU allocator gives every fresh tensor
+
+
+def _aligned(t: torch.Tensor) -> torch.Tensor:
+    """`t` itself when its data starts on an ALIGNMENT boundary (or it is not on the CPU), else a copy."""
+    if t.device.type != "cpu" or t.data_ptr() % ALIGNMENT == 0:
+        return t
+    return t.clone(memory_format=torch.contiguous_format)
+
+
 def adopt_state(module: M, state: Mapping[str, torch.Tensor]) -> M:
     """Make `state`'s tensors the weights of a meta-built `module` (strict: every key, same shapes).
 
     A tensor whose dtype differs from the module's is cast to it, as a copying `load_state_dict` would.
+    A CPU tensor whose data is not 64-byte aligned (safetensors packs tensors back to back in one buffer)
+    is copied into fresh memory: vectorised kernels take other code paths on unaligned data, so the same
+    weights would give results that differ in the last bits from a copying load (and from the official
+    modules on the parity fixtures).
     Raises RuntimeError if anything is still on meta afterwards (a tensor the module makes itself in
     `__init__`): such a module must be built normally.
     """
     own = module.state_dict()
-    fixed = {k: v.to(own[k].dtype) if k in own and v.dtype != own[k].dtype else v for k, v in state.items()}
+    fixed = {
+        k: _aligned(v.to(own[k].dtype) if k in own and v.dtype != own[k].dtype else v)
+        for k, v in state.items()
+    }
     module.load_state_dict(fixed, strict=True, assign=True)
     left = meta_tensors(module)
     if left:
