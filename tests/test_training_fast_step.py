@@ -269,3 +269,20 @@ def test_bench_training_speed_cli_needs_no_model(tmp_path):
 def test_synthetic_store_shapes_for_the_bench(tmp_path):
     store = TokenStore(synthetic_tokens(tmp_path / "t", "tiny-text", count=8))
     assert len(store) == 8
+
+
+def test_complex_rope_is_the_same_rotation():
+    from bitdance.core.layers import apply_rope, apply_rope_complex, rope_2d_angles, rope_table
+
+    g = torch.Generator().manual_seed(0)
+    table = rope_table(rope_2d_angles(torch.rand(9, 2, generator=g) * 4, 16, 10000.0))
+    qkv = torch.randn(2, 9, 3 * 3 * 16 + 1, generator=g)[..., 1:]  # odd storage offset: not complex-viewable
+    x = qkv.reshape(2, 9, 3, 3, 16).permute(2, 0, 3, 1, 4)[1].detach().requires_grad_()
+    grads = []
+    for f in (apply_rope, apply_rope_complex):
+        x.grad = None
+        y = f(x, table)
+        (y * torch.arange(y.numel()).view_as(y).sin()).sum().backward()
+        grads.append((y.detach(), x.grad.clone()))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(grads[1][1], grads[0][1], rtol=1e-6, atol=1e-7)

@@ -15,7 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.configs import GeneratorConfig, validate_parallel_num
-from ..core.layers import RMSNorm, SwiGLU, apply_rope, rope_2d_angles, rope_table, sincos_2d
+from ..core.layers import (
+    RMSNorm,
+    SwiGLU,
+    apply_rope,
+    apply_rope_complex,
+    rope_2d_angles,
+    rope_table,
+    sincos_2d,
+)
 from ..core.random import RandomSource
 from .diffusion_head import DiffusionHead
 from .kv_cache import KVCache
@@ -64,15 +72,19 @@ class Attention(nn.Module):
         cache: KVCache | None,
         layer: int,
         q_from: int = 0,
+        complex_rope: bool = False,
     ) -> torch.Tensor:
-        """x (B, L, D) -> (B, L - q_from, D): keys/values from every position, queries from `q_from` on."""
+        """x (B, L, D) -> (B, L - q_from, D): keys/values from every position, queries from `q_from` on.
+
+        `complex_rope`: rotate with `apply_rope_complex` (training's fast path)."""
         b, l, d = x.shape
         q, k, v = self.wqkv(x).view(b, l, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
+        rot = apply_rope_complex if complex_rope else apply_rope
         if q_from:
             q, rope_q, mask = q[:, :, q_from:], rope[q_from:], mask[q_from:]
-            q, k = apply_rope(q, rope_q), apply_rope(k, rope)
+            q, k = rot(q, rope_q), rot(k, rope)
         else:
-            q, k = apply_rope(q, rope), apply_rope(k, rope)
+            q, k = rot(q, rope), rot(k, rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -95,9 +107,10 @@ class TransformerBlock(nn.Module):
         cache: KVCache | None,
         i: int,
         q_from: int = 0,
+        complex_rope: bool = False,
     ) -> torch.Tensor:
         """x (B, L, D) -> (B, L - q_from, D); positions before `q_from` only serve as keys and values."""
-        h = self.attention(self.attention_norm(x), rope, mask, cache, i, q_from)
+        h = self.attention(self.attention_norm(x), rope, mask, cache, i, q_from, complex_rope)
         x = (x[:, q_from:] if q_from else x) + h
         return x + self.feed_forward(self.ffn_norm(x))
 
@@ -262,6 +275,7 @@ class BitDanceTransformer(nn.Module):
         groups: torch.Tensor,
         cache: KVCache | None = None,
         keep_last: int | None = None,
+        complex_rope: bool = False,
     ) -> torch.Tensor:
         """Backbone over input embeddings (pre `emb_norm`) -> final-normed hidden states (B, L, D).
 
@@ -269,6 +283,7 @@ class BitDanceTransformer(nn.Module):
         attend to everything cached (subject to the block rule) and are appended to it. `keep_last` (no
         cache): return only the last `keep_last` positions (B, keep_last, D); the last layer then runs its
         queries, output projection and MLP on those positions only (the others feed it keys and values).
+        `complex_rope`: rotate with `apply_rope_complex` instead of `apply_rope` (the same rotation).
         """
         k_groups = cache.append_groups(groups) if cache is not None else groups
         mask = group_mask(groups, k_groups, self.config.local_window).to(x_BLD.device)
@@ -281,7 +296,7 @@ class BitDanceTransformer(nn.Module):
             q_from = x_BLD.shape[1] - keep_last
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            h = layer(h, rope, mask, cache, i, q_from if i == last else 0)
+            h = layer(h, rope, mask, cache, i, q_from if i == last else 0, complex_rope)
         return self.norm(h)
 
     def embed_tokens(self, bits_BNd: torch.Tensor) -> torch.Tensor:
@@ -304,7 +319,8 @@ class BitDanceTransformer(nn.Module):
         """Full forward over a whole sequence: bits in generation order (B, N, d) -> hidden (B, N, D).
 
         `order` (N,): the raster index of each sequence position (default: the patch order). `trim`: skip
-        the last layer's work on the prefix positions whose outputs are dropped (equal up to float order)."""
+        the last layer's work on the prefix positions whose outputs are dropped and rotate with
+        `apply_rope_complex` (equal up to float order)."""
         validate_parallel_num(parallel_num, grid)
         prefix = self.embed_prefix(cond)
         b, lp = prefix.shape[:2]
@@ -313,7 +329,8 @@ class BitDanceTransformer(nn.Module):
             [prefix, self.queries(b, parallel_num), self.embed_tokens(bits_BNd[:, : n - parallel_num])], 1
         )
         rope = self.rope_for(grid, parallel_num, lp + parallel_num - 1, order)
-        h = self.forward(seq, rope, attention_groups(lp, n, parallel_num), keep_last=n if trim else None)
+        groups = attention_groups(lp, n, parallel_num)
+        h = self.forward(seq, rope, groups, keep_last=n if trim else None, complex_rope=trim)
         return h[:, -n:]
 
     # ------------------------------------------------------------------ training
@@ -331,7 +348,8 @@ class BitDanceTransformer(nn.Module):
         """Teacher-forced next-patch diffusion loss (scalar).
 
         `impl`: "reference" computes it as first written; "fast" (default) skips the last backbone layer's
-        work on dropped prefix positions and runs the head's `cond_embed` before the rows are tiled. Both
+        work on dropped prefix positions, rotates with one complex multiply (`apply_rope_complex`) and runs
+        the head's `cond_embed` before the rows are tiled. Both
         are the same function of the same draws (equal up to float summation order, tested).
 
         `patch_perm` (N / P,) int64: generate the patches in this order instead of the default one (any-order
