@@ -127,8 +127,14 @@ class HeadNet(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def forward(self, z_nPC: torch.Tensor, t_n: torch.Tensor, cond_nPD: torch.Tensor) -> torch.Tensor:
-        return self.body(self.input_proj(z_nPC), self.time_embed(t_n)[:, None, :], self.cond_embed(cond_nPD))
+    def forward(
+        self, z_nPC: torch.Tensor, t_n: torch.Tensor, cond_nPD: torch.Tensor, tile: int = 1
+    ) -> torch.Tensor:
+        """`tile` > 1: `cond` holds n / tile rows; row r stands for rows r + j * n / tile (embedded once)."""
+        cemb = self.cond_embed(cond_nPD)
+        if tile > 1:
+            cemb = cemb.repeat(tile, *([1] * (cemb.dim() - 1)))
+        return self.body(self.input_proj(z_nPC), self.time_embed(t_n)[:, None, :], cemb)
 
     def body(self, x_nPD: torch.Tensor, temb: torch.Tensor, cemb_nPD: torch.Tensor) -> torch.Tensor:
         """The network after its three input projections: x = input_proj(z) (n, P, dim), temb =
@@ -205,9 +211,7 @@ class DiffusionHead(nn.Module):
         tb = t.view(-1, *([1] * (x.dim() - 1)))
         z = (1 - tb) * eps + tb * x
         if embed_once:
-            net = self.net
-            cemb = net.cond_embed(cond_nPD).repeat(tile)
-            x_hat = net.body(net.input_proj(z.to(cond_nPD.dtype)), net.time_embed(t)[:, None, :], cemb)
+            x_hat = self.net(z.to(cond_nPD.dtype), t, cond_nPD, tile=m)
         else:
             cond = cond_nPD.repeat(tile)
             x_hat = self.net(z.to(cond.dtype), t, cond)
