@@ -104,6 +104,16 @@ def apply_rope(x_BHLd: torch.Tensor, table_Lk2: torch.Tensor) -> torch.Tensor:
     return out.flatten(-2).type_as(x_BHLd)
 
 
+def apply_rope_complex(x_BHLd: torch.Tensor, table_Lk2: torch.Tensor) -> torch.Tensor:
+    """`apply_rope` as one complex multiply per channel pair (x0 + i x1)(cos + i sin): the same products
+    and sums, ~10x fewer kernel launches and no stacking copy (forward and backward); training uses it."""
+    xf = x_BHLd.float().reshape(*x_BHLd.shape[:-1], -1, 2)
+    if xf.storage_offset() % 2 or any(st % 2 for st in xf.stride()[:-1]):
+        xf = xf.contiguous()  # view_as_complex needs whole complex numbers
+    rot = torch.view_as_complex(table_Lk2.float().contiguous())
+    return torch.view_as_real(torch.view_as_complex(xf) * rot).flatten(-2).type_as(x_BHLd)
+
+
 def sincos_1d(pos: torch.Tensor, dim: int) -> torch.Tensor:
     """[sin(p*w_k), cos(p*w_k)] with w_k = 10000^(-k/(dim/2)). pos: (L,) -> (L, dim)."""
     half = dim // 2

@@ -171,7 +171,7 @@ def build_bench_parser() -> argparse.ArgumentParser:
         description="Speed benchmark; --vs-diffusion compares "
         "quality and speed with the diffusion baseline in one run.",
     )
-    _model(p)
+    _model(p, required=False)  # every mode but --training-speed checks it (run_bench)
     p.add_argument("--batch-sizes", type=_int_list, default=[1, 16], help="default 1,16")
     p.add_argument("--parallel", type=_int_list, help="P values (default 1,4,16 where supported)")
     p.add_argument("--steps", type=int, help="head sampling steps per AR step (default: model's)")
@@ -193,6 +193,16 @@ def build_bench_parser() -> argparse.ArgumentParser:
     s.add_argument("--settings", default="reference,fast-exact,fast", help="settings for the model")
     s.add_argument("--official-settings", default="reference,fast-exact,fast4", help="settings at B-16x")
     s.add_argument("--skip", default="", help="comma list of sections to skip: official, readme, training")
+    t = p.add_argument_group("--training-speed (docs/speed.md)")
+    t.add_argument(
+        "--training-speed",
+        action="store_true",
+        help="generator training steps, --train-impl fast vs reference, interleaved (no --model needed); "
+        "writes speed_training.json",
+    )
+    t.add_argument("--preset", default="mini", help="generator preset for --training-speed (default mini)")
+    t.add_argument("--train-batch", type=int, default=32, help="batch for --training-speed (default 32)")
+    t.add_argument("--rounds", type=int, default=5, help="interleaved rounds of --training-speed (default 5)")
     v = p.add_argument_group("--vs-diffusion")
     v.add_argument("--vs-diffusion", action="store_true", help="compare with a trained diffusion baseline")
     v.add_argument("--baseline", help="baseline folder (bitdance train-baseline train)")
@@ -489,6 +499,10 @@ def _run_vs_diffusion(args: argparse.Namespace, argv: list[str], pipe: Any) -> i
 def run_bench(args: argparse.Namespace, argv: list[str]) -> int:
     from .report import recipe
 
+    if args.training_speed:
+        return _run_training_speed(args, argv)
+    if not args.model:
+        raise ValueError("bitdance bench needs --model (a shipped model name or a pipeline folder)")
     pipe = _pipeline(args)
     if args.sampler_speed:
         return _run_sampler_speed(args, argv, pipe)
@@ -556,6 +570,39 @@ def _run_sampler_speed(args: argparse.Namespace, argv: list[str], pipe: Any) -> 
     atomic_write_bytes(Path(args.out) / "speed_sampler.json", shared_report(res, rec).encode())
     md = sampler_speed_markdown(res)
     return _finish(args, "bench-sampler-speed", res, rec, md, {}, md)
+
+
+def _run_training_speed(args: argparse.Namespace, argv: list[str]) -> int:
+    from ..checkpoint import atomic_write_bytes
+    from .report import recipe
+    from .training_speed import bench_training_speed, shared_report, training_speed_markdown
+
+    if not 1 <= args.train_batch <= 1024 or not 1 <= args.rounds <= 100:
+        raise ValueError(
+            f"--train-batch must be in 1..1024 and --rounds in 1..100; got {args.train_batch}, {args.rounds}"
+        )
+    res = bench_training_speed(
+        args.preset,
+        args.train_batch,
+        args.rounds,
+        args.warmup,
+        args.parallel[0] if args.parallel else None,
+        args.peak_size,
+        args.seed,
+    )
+    rec = recipe(
+        ["bitdance", "bench", *argv],
+        args.device,
+        preset=args.preset,
+        batch=args.train_batch,
+        rounds=args.rounds,
+        warmup=args.warmup,
+        seed=args.seed,
+    )
+    Path(args.out).mkdir(parents=True, exist_ok=True)
+    atomic_write_bytes(Path(args.out) / "speed_training.json", shared_report(res, rec).encode())
+    md = training_speed_markdown(res)
+    return _finish(args, "bench-training-speed", res, rec, md, {}, md)
 
 
 def _check_common(args: argparse.Namespace) -> None:

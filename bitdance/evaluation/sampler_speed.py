@@ -208,10 +208,14 @@ def bench_kv_cache(pipe: Any, batch_sizes: Sequence[int], repeats: int = 3, seed
     return {"model": pipe.name, "parallel_num": d["parallel_num"], "rows": rows}
 
 
-def training_samples_per_second(preset: str = "mini", batch: int = 32, steps: int = 5) -> dict[str, Any]:
-    from ..training.throughput import bench_generator
+def training_samples_per_second(preset: str = "mini", batch: int = 32, rounds: int = 5) -> dict[str, Any]:
+    """`training_speed.bench_training_speed` (fast vs reference steps, interleaved); `samples_per_s` is the
+    default (fast) step's."""
+    from .training_speed import bench_training_speed
 
-    return bench_generator(preset, batch, steps, 1, get_preset("generator", preset).parallel_num, "cpu")
+    res = bench_training_speed(preset, batch, rounds)
+    fast = next(r for r in res["rows"] if r["impl"] == "fast")
+    return {**res, "model": f"generator {preset}", "samples_per_s": fast["samples_per_s"]}
 
 
 def bench_sampler_speed(
@@ -318,7 +322,14 @@ def sampler_speed_markdown(res: dict[str, Any]) -> str:
         )
     if "training" in res:
         tr = res["training"]
-        parts.append(f"Training ({tr['model']}, batch {tr['batch']}): {tr['samples_per_s']:.2f} samples/s.")
+        parts.append(
+            f"Training ({tr['model']}, batch {tr['batch']}): "
+            + "; ".join(
+                f"{r['impl']} {r['samples_per_s']:.2f} samples/s ({r['speedup_vs_reference']:.2f}x)"
+                for r in tr["rows"]
+            )
+            + "."
+        )
     return "\n\n".join(parts)
 
 

@@ -127,8 +127,14 @@ class HeadNet(nn.Module):
             nn.init.zeros_(lin.weight)
             nn.init.zeros_(lin.bias)
 
-    def forward(self, z_nPC: torch.Tensor, t_n: torch.Tensor, cond_nPD: torch.Tensor) -> torch.Tensor:
-        return self.body(self.input_proj(z_nPC), self.time_embed(t_n)[:, None, :], self.cond_embed(cond_nPD))
+    def forward(
+        self, z_nPC: torch.Tensor, t_n: torch.Tensor, cond_nPD: torch.Tensor, tile: int = 1
+    ) -> torch.Tensor:
+        """`tile` > 1: `cond` holds n / tile rows; row r stands for rows r + j * n / tile (embedded once)."""
+        cemb = self.cond_embed(cond_nPD)
+        if tile > 1:
+            cemb = cemb.repeat(tile, *([1] * (cemb.dim() - 1)))
+        return self.body(self.input_proj(z_nPC), self.time_embed(t_n)[:, None, :], cemb)
 
     def body(self, x_nPD: torch.Tensor, temb: torch.Tensor, cemb_nPD: torch.Tensor) -> torch.Tensor:
         """The network after its three input projections: x = input_proj(z) (n, P, dim), temb =
@@ -183,21 +189,32 @@ class DiffusionHead(nn.Module):
         self.net = HeadNet(bits, cond_dim, dim, depth, adaln_groups, block, head_dim, bounded)
 
     def loss(
-        self, x_nPC: torch.Tensor, cond_nPD: torch.Tensor, rng: RandomSource, reduce: bool = True
+        self,
+        x_nPC: torch.Tensor,
+        cond_nPD: torch.Tensor,
+        rng: RandomSource,
+        reduce: bool = True,
+        embed_once: bool = False,
     ) -> torch.Tensor:
         """Velocity-space MSE. Rows are tiled `diff_batch_mul` times (copy j of row r is r + j*n).
 
-        Draws: normal (n*m,) for logit-normal t, then eps (n*m, P, C).
+        Draws: normal (n*m,) for logit-normal t, then eps (n*m, P, C). `embed_once`: run `cond_embed` on
+        the n rows before tiling instead of on the n*m tiled rows (the same values; its gradient is the
+        sum over the copies either way, so only float summation order differs).
         """
         m = self.diff_batch_mul
-        x = x_nPC.repeat(m, *([1] * (x_nPC.dim() - 1))).float()
-        cond = cond_nPD.repeat(m, *([1] * (cond_nPD.dim() - 1)))
+        tile = (m, *([1] * (x_nPC.dim() - 1)))
+        x = x_nPC.repeat(tile).float()
         t = torch.sigmoid(rng.randn((x.shape[0],)).to(x.device) * self.P_std + self.P_mean)
         t = shift_time(t, self.time_shift)
         eps = rng.randn(tuple(x.shape)).to(x.device)
         tb = t.view(-1, *([1] * (x.dim() - 1)))
         z = (1 - tb) * eps + tb * x
-        x_hat = self.net(z.to(cond.dtype), t, cond)
+        if embed_once:
+            x_hat = self.net(z.to(cond_nPD.dtype), t, cond_nPD, tile=m)
+        else:
+            cond = cond_nPD.repeat(tile)
+            x_hat = self.net(z.to(cond.dtype), t, cond)
         err = (to_velocity(x_hat, z, t) - to_velocity(x, z, t)) ** 2
         return err.mean() if reduce else err.mean(-1)
 

@@ -15,7 +15,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..core.configs import GeneratorConfig, validate_parallel_num
-from ..core.layers import RMSNorm, SwiGLU, apply_rope, rope_2d_angles, rope_table, sincos_2d
+from ..core.layers import (
+    RMSNorm,
+    SwiGLU,
+    apply_rope,
+    apply_rope_complex,
+    rope_2d_angles,
+    rope_table,
+    sincos_2d,
+)
 from ..core.random import RandomSource
 from .diffusion_head import DiffusionHead
 from .kv_cache import KVCache
@@ -34,6 +42,7 @@ class TextCondition:
 
 
 Condition = torch.Tensor | TextCondition  # class labels (B,) int64, or text states
+LOSS_IMPLS = ("reference", "fast")  # ways to compute `BitDanceTransformer.loss` (same function)
 
 
 def cat_conditions(a: Condition, b: Condition) -> Condition:
@@ -56,15 +65,30 @@ class Attention(nn.Module):
         self.wo = nn.Linear(dim, dim, bias=False)
 
     def forward(
-        self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor, cache: KVCache | None, layer: int
+        self,
+        x: torch.Tensor,
+        rope: torch.Tensor,
+        mask: torch.Tensor,
+        cache: KVCache | None,
+        layer: int,
+        q_from: int = 0,
+        complex_rope: bool = False,
     ) -> torch.Tensor:
+        """x (B, L, D) -> (B, L - q_from, D): keys/values from every position, queries from `q_from` on.
+
+        `complex_rope`: rotate with `apply_rope_complex` (training's fast path)."""
         b, l, d = x.shape
         q, k, v = self.wqkv(x).view(b, l, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
-        q, k = apply_rope(q, rope), apply_rope(k, rope)
+        rot = apply_rope_complex if complex_rope else apply_rope
+        if q_from:
+            q, rope_q, mask = q[:, :, q_from:], rope[q_from:], mask[q_from:]
+            q, k = rot(q, rope_q), rot(k, rope)
+        else:
+            q, k = rot(q, rope), rot(k, rope)
         if cache is not None:
             k, v = cache.update(layer, k, v)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-        return self.wo(out.transpose(1, 2).reshape(b, l, d))
+        return self.wo(out.transpose(1, 2).reshape(b, l - q_from, d))
 
 
 class TransformerBlock(nn.Module):
@@ -75,8 +99,19 @@ class TransformerBlock(nn.Module):
         self.ffn_norm = RMSNorm(cfg.dim, cfg.norm_eps)
         self.feed_forward = SwiGLU(cfg.dim, cfg.ffn_hidden)
 
-    def forward(self, x: torch.Tensor, rope: torch.Tensor, mask: torch.Tensor, cache: KVCache | None, i: int):
-        x = x + self.attention(self.attention_norm(x), rope, mask, cache, i)
+    def forward(
+        self,
+        x: torch.Tensor,
+        rope: torch.Tensor,
+        mask: torch.Tensor,
+        cache: KVCache | None,
+        i: int,
+        q_from: int = 0,
+        complex_rope: bool = False,
+    ) -> torch.Tensor:
+        """x (B, L, D) -> (B, L - q_from, D); positions before `q_from` only serve as keys and values."""
+        h = self.attention(self.attention_norm(x), rope, mask, cache, i, q_from, complex_rope)
+        x = (x[:, q_from:] if q_from else x) + h
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -234,19 +269,34 @@ class BitDanceTransformer(nn.Module):
 
     # ------------------------------------------------------------------ backbone
     def forward(
-        self, x_BLD: torch.Tensor, rope: torch.Tensor, groups: torch.Tensor, cache: KVCache | None = None
+        self,
+        x_BLD: torch.Tensor,
+        rope: torch.Tensor,
+        groups: torch.Tensor,
+        cache: KVCache | None = None,
+        keep_last: int | None = None,
+        complex_rope: bool = False,
     ) -> torch.Tensor:
         """Backbone over input embeddings (pre `emb_norm`) -> final-normed hidden states (B, L, D).
 
         `groups` (L,) are the attention group ids of these positions; with a cache, the new positions
-        attend to everything cached (subject to the block rule) and are appended to it.
+        attend to everything cached (subject to the block rule) and are appended to it. `keep_last` (no
+        cache): return only the last `keep_last` positions (B, keep_last, D); the last layer then runs its
+        queries, output projection and MLP on those positions only (the others feed it keys and values).
+        `complex_rope`: rotate with `apply_rope_complex` instead of `apply_rope` (the same rotation).
         """
         k_groups = cache.append_groups(groups) if cache is not None else groups
         mask = group_mask(groups, k_groups, self.config.local_window).to(x_BLD.device)
         h = self.emb_norm(x_BLD)
         rope = rope.to(x_BLD.device)
+        q_from = 0
+        if keep_last is not None:
+            if cache is not None or not 1 <= keep_last <= x_BLD.shape[1]:
+                raise ValueError(f"keep_last must be in 1..{x_BLD.shape[1]} and used without a cache")
+            q_from = x_BLD.shape[1] - keep_last
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            h = layer(h, rope, mask, cache, i)
+            h = layer(h, rope, mask, cache, i, q_from if i == last else 0, complex_rope)
         return self.norm(h)
 
     def embed_tokens(self, bits_BNd: torch.Tensor) -> torch.Tensor:
@@ -264,10 +314,13 @@ class BitDanceTransformer(nn.Module):
         grid: tuple[int, int],
         parallel_num: int,
         order: torch.Tensor | None = None,
+        trim: bool = False,
     ) -> torch.Tensor:
         """Full forward over a whole sequence: bits in generation order (B, N, d) -> hidden (B, N, D).
 
-        `order` (N,): the raster index of each sequence position (default: the patch order)."""
+        `order` (N,): the raster index of each sequence position (default: the patch order). `trim`: skip
+        the last layer's work on the prefix positions whose outputs are dropped and rotate with
+        `apply_rope_complex` (equal up to float order)."""
         validate_parallel_num(parallel_num, grid)
         prefix = self.embed_prefix(cond)
         b, lp = prefix.shape[:2]
@@ -276,7 +329,8 @@ class BitDanceTransformer(nn.Module):
             [prefix, self.queries(b, parallel_num), self.embed_tokens(bits_BNd[:, : n - parallel_num])], 1
         )
         rope = self.rope_for(grid, parallel_num, lp + parallel_num - 1, order)
-        h = self.forward(seq, rope, attention_groups(lp, n, parallel_num))
+        groups = attention_groups(lp, n, parallel_num)
+        h = self.forward(seq, rope, groups, keep_last=n if trim else None, complex_rope=trim)
         return h[:, -n:]
 
     # ------------------------------------------------------------------ training
@@ -289,14 +343,22 @@ class BitDanceTransformer(nn.Module):
         perturb_rate: float | None = None,
         cond_dropout: float | None = None,
         patch_perm: torch.Tensor | None = None,
+        impl: str = "fast",
     ) -> torch.Tensor:
         """Teacher-forced next-patch diffusion loss (scalar).
+
+        `impl`: "reference" computes it as first written; "fast" (default) skips the last backbone layer's
+        work on dropped prefix positions, rotates with one complex multiply (`apply_rope_complex`) and runs
+        the head's `cond_embed` before the rows are tiled. Both
+        are the same function of the same draws (equal up to float summation order, tested).
 
         `patch_perm` (N / P,) int64: generate the patches in this order instead of the default one (any-order
         training; raster order inside each patch). Draws, in order: two U(0,1) (B, N, d) for the bit flips
         of the inputs, one U(0,1) (B,) for condition dropout, then the head's time and noise draws.
         """
         cfg = self.config
+        if impl not in LOSS_IMPLS:
+            raise ValueError(f"unknown loss impl {impl!r}; allowed: {list(LOSS_IMPLS)}")
         p = parallel_num or cfg.parallel_num
         if p not in cfg.supported_parallel:
             raise ValueError(
@@ -318,7 +380,12 @@ class BitDanceTransformer(nn.Module):
             inputs = torch.where(u1 < rate * u2, -target, target)
         if self.training and drop > 0:
             cond = self.drop_condition(cond, rng, drop)
-        hidden = self.teacher_forced_hidden(cond, inputs, grid, p, None if patch_perm is None else order)
+        fast = impl == "fast"
+        hidden = self.teacher_forced_hidden(
+            cond, inputs, grid, p, None if patch_perm is None else order, trim=fast
+        )
         hidden = hidden + self.head_positions(grid, order)[None]
         n = h * w
-        return self.head.loss(target.reshape(b * n // p, p, d), hidden.reshape(b * n // p, p, -1), rng)
+        return self.head.loss(
+            target.reshape(b * n // p, p, d), hidden.reshape(b * n // p, p, -1), rng, embed_once=fast
+        )

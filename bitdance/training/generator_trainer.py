@@ -23,9 +23,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.profiler import record_function
 
 from ..core.configs import GeneratorConfig, get_preset
-from ..generator.transformer import BitDanceTransformer, TextCondition, TransformerBlock
+from ..generator.transformer import LOSS_IMPLS, BitDanceTransformer, TextCondition, TransformerBlock
+from .caption_cache import CaptionStateCache
 from .dist import (
     DistContext,
     GlobalBatchSource,
@@ -43,6 +45,8 @@ from .mixture import StepSampler
 from .optim import EMA, OptimConfig, build_adamw, clip_grad_norm, ema_full_state, set_lr
 from .tokens import TokenStore
 
+TRAIN_IMPLS = LOSS_IMPLS  # `--train-impl`: "fast" = fused AdamW, cached caption states, trimmed loss
+
 
 class LossModule(nn.Module):
     """Routes `BitDanceTransformer.loss` through `forward` so DDP/FSDP hooks see the call."""
@@ -59,11 +63,10 @@ class LossModule(nn.Module):
         rng: Any,
         parallel_num: int,
         patch_perm: torch.Tensor | None = None,
+        impl: str = "fast",
     ) -> torch.Tensor:
         c = TextCondition(cond, mask) if mask is not None else cond
-        if patch_perm is None:
-            return self.model.loss(bits, c, rng, parallel_num=parallel_num)
-        return self.model.loss(bits, c, rng, parallel_num=parallel_num, patch_perm=patch_perm)
+        return self.model.loss(bits, c, rng, parallel_num=parallel_num, patch_perm=patch_perm, impl=impl)
 
 
 def generator_config(
@@ -174,9 +177,14 @@ class GeneratorTrainer(Trainer):
         tokenizer_path: str | None = None,
         any_order: float = 0.0,
         rich_captions: float = 0.0,
+        train_impl: str = "fast",
     ) -> None:
         if not 0 <= any_order <= 1 or not 0 <= rich_captions <= 1:
             raise ValueError("--any-order and --rich-captions are fractions in [0, 1]")
+        if train_impl not in TRAIN_IMPLS:
+            raise ValueError(f"--train-impl must be one of {list(TRAIN_IMPLS)}, got {train_impl!r}")
+        self.train_impl = train_impl
+        self._caption_cache: CaptionStateCache | None = None
         if rich_captions > 0 and (cfg.cond_type != "text" or store.meta is None or not store.text):
             raise ValueError(
                 f"--rich-captions needs a text model and a token folder with meta.json and text states "
@@ -203,11 +211,17 @@ class GeneratorTrainer(Trainer):
             LossModule(self.model), ctx, fsdp, block_types=(TransformerBlock,), find_unused=unused
         )
         self.ema = EMA(self.model, opt.ema_decay)  # after wrapping: FSDP2 turns parameters into DTensors
-        self.optimizer = build_adamw(self.model, opt.lr, opt.weight_decay, (opt.beta1, opt.beta2))
+        self.optimizer = build_adamw(
+            self.model, opt.lr, opt.weight_decay, (opt.beta1, opt.beta2), fused=self._fused_adamw()
+        )
         sizes, weights = source_layout(store, source_weights or {})
         self.sampler = StepSampler(sizes, weights, opt.batch_size, opt.seed)
         self.train_gen = torch.Generator().manual_seed(opt.seed + 1)
         self._tokenizer = None
+
+    def _fused_adamw(self) -> bool | None:
+        """Fused AdamW on the fast path where torch has the kernel (CPU, CUDA); torch's pick otherwise."""
+        return True if self.train_impl == "fast" and self.ctx.device.type in ("cpu", "cuda") else None
 
     def epoch(self, step: int) -> float:
         return self.sampler.epoch_of(step)
@@ -248,6 +262,10 @@ class GeneratorTrainer(Trainer):
 
             spec = self.store.text
             self._text_encoder = build_encoder(spec["name"], self.cfg.text_len, None).eval()
+        if self.train_impl == "fast":  # each distinct caption encoded once per run (frozen encoder)
+            if self._caption_cache is None:
+                self._caption_cache = CaptionStateCache(self._text_encoder)
+            return self._caption_cache(captions)
         with torch.no_grad():
             c = self._text_encoder(captions)
         return TextCondition(c.states.float(), c.mask)
@@ -284,21 +302,27 @@ class GeneratorTrainer(Trainer):
         for a in range(oc.grad_accum):
             chunk = a * ctx.world_size + ctx.rank
             rng.start_micro_step(chunk)
-            idx = self.sampler.batch(step, chunk, n_chunks)
-            bits = self.store.batch_bits(idx).to(ctx.device)
-            cond, mask = self._condition(self.store, idx, step, chunk)
+            with record_function("train/data"):
+                idx = self.sampler.batch(step, chunk, n_chunks)
+                bits = self.store.batch_bits(idx).to(ctx.device)
+                cond, mask = self._condition(self.store, idx, step, chunk)
             with no_sync(self.wrapped, a < oc.grad_accum - 1):
-                loss = self.wrapped(bits, cond, mask, rng, p, perm)
-                (loss / oc.grad_accum).backward()
+                with record_function("train/forward"):
+                    loss = self.wrapped(bits, cond, mask, rng, p, perm, self.train_impl)
+                with record_function("train/backward"):
+                    (loss / oc.grad_accum).backward()
             bad |= not bool(torch.isfinite(loss.detach()))
             total += float(loss.detach()) / oc.grad_accum
         if ctx.any_true(bad):
             raise NonFiniteLoss(f"generator loss is {total} at step {step + 1} (P={p})")
         lr = oc.lr_at(step)
         set_lr(self.optimizer, lr)
-        gnorm = clip_grad_norm(self.model.parameters(), oc.grad_clip)
-        self.optimizer.step()
-        self.ema.update(self.model)
+        with record_function("train/clip"):
+            gnorm = clip_grad_norm(self.model.parameters(), oc.grad_clip)
+        with record_function("train/optimizer"):
+            self.optimizer.step()
+        with record_function("train/ema"):
+            self.ema.update(self.model)
         return {
             "loss": ctx.all_mean(total),
             f"loss_p{p}": ctx.all_mean(total),
@@ -439,6 +463,12 @@ class GeneratorTrainer(Trainer):
         load_model_state(self.wrapped, {f"model.{k}": v for k, v in state["model"].items()})
         self.ema.load_state_dict(state["ema"])
         load_optim_state(self.wrapped, self.optimizer, state["optimizer"])
+        for group in self.optimizer.param_groups:  # the saved groups carry the saving run's kernel choice
+            group["fused"], group["foreach"] = self._fused_adamw(), None
+            for prm in group["params"]:
+                st = self.optimizer.state.get(prm, {})
+                if torch.is_tensor(st.get("step")):  # fused AdamW keeps the step count beside the weight
+                    st["step"] = st["step"].to(prm.device, torch.float32)
         load_rng_state(state["rng"], self.train_gen)
 
 
@@ -503,6 +533,13 @@ def train_parser() -> argparse.ArgumentParser:
         default=0.0,
         help="fraction of items captioned afresh each step by the rich captioner (default 0: the stored "
         "caption); needs a token folder with meta.json",
+    )
+    p.add_argument(
+        "--train-impl",
+        default="fast",
+        choices=list(TRAIN_IMPLS),
+        help="how a step is computed: fast (default: fused AdamW, cached caption states, no work on "
+        "outputs the loss drops) or reference (the first implementation); the same loss either way",
     )
     add_common_options(p, lr=3e-4, batch=64, steps=10000)
     return p
@@ -594,6 +631,7 @@ def train_main(argv: list[str]) -> int:
             tokenizer_path=args.tokenizer,
             any_order=args.any_order,
             rich_captions=args.rich_captions,
+            train_impl=args.train_impl,
         )
         if ctx.is_main:
             announce(

@@ -46,12 +46,17 @@ def build_adamw(
     weight_decay: float = 0.0,
     betas: tuple[float, float] = (0.9, 0.95),
     eps: float = 1e-8,
+    fused: bool | None = None,
 ) -> torch.optim.AdamW:
-    """AdamW over the trainable parameters (fused/foreach picked by torch); raises if nothing is trainable."""
+    """AdamW over the trainable parameters; raises if nothing is trainable.
+
+    `fused=None` lets torch pick (on CPU: one kernel launch sequence per parameter); `fused=True` runs the
+    whole update as one fused kernel per dtype/device group (the same AdamW, equal up to float rounding).
+    """
     groups = param_groups(model, weight_decay)
     if not any(g["params"] for g in groups):
         raise ValueError("the model has no trainable parameters")
-    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
+    return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps, fused=fused)
 
 
 def clip_grad_norm(params: Iterable[torch.nn.Parameter], max_norm: float) -> float:
@@ -85,9 +90,18 @@ class EMA:
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
+        """shadow = d * shadow + (1 - d) * value, as two multi-tensor ops (the same arithmetic as one
+        `mul_(d).add_(v, alpha=1 - d)` per tensor, without a Python loop of kernel launches)."""
         d = self.current_decay()
-        for k, v in _tracked(model):
-            self.shadow[k].mul_(d).add_(v.detach().float(), alpha=1 - d)
+        pairs = [(self.shadow[k], v.detach().float()) for k, v in _tracked(model)]
+        plain = [(s, v) for s, v in pairs if not hasattr(s, "device_mesh")]
+        if plain:
+            shadows, values = [s for s, _ in plain], [v for _, v in plain]
+            torch._foreach_mul_(shadows, d)
+            torch._foreach_add_(shadows, values, alpha=1 - d)
+        for s, v in pairs:
+            if hasattr(s, "device_mesh"):  # FSDP2 DTensor shards: one op each
+                s.mul_(d).add_(v, alpha=1 - d)
         self.num_updates += 1
 
     @torch.no_grad()
