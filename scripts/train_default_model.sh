@@ -12,12 +12,15 @@ export OMP_NUM_THREADS=1  # one thread was fastest on the shared 2-core CPU this
 # them reproducible.
 
 resume() { [ -d "$1/checkpoints" ] && echo --resume || true; }
+# Every generator stage below was trained before `--train-impl fast` existed (same loss, other float
+# summation order): the reference step keeps the recipe reproducible.
+REF=--train-impl=reference
 
 # From stage 3 on, the generator runs and the decoder-only fine-tunes share every setting but those given
 # per stage (init, data mixture, steps, learning rate, loss weights, seed); these add the shared ones.
 continue_generator() {  # OUT, then the stage's own options
   local out=$1; shift
-  $B train --tokens "$RUNS/mini-tokens3" --preset mini --text-len 20 --parallel 1,4,16 --default-parallel 4 \
+  $B train $REF --tokens "$RUNS/mini-tokens3" --preset mini --text-len 20 --parallel 1,4,16 --default-parallel 4 \
     --batch-size 32 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
     --eval-every 0 --sample-every 1000 --threads 1 --log-every 10 --out "$out" --no-progress "$@" \
     $(resume "$out")
@@ -38,7 +41,7 @@ $B train-tokenizer --data "fashion_mnist:tint=1*2,shapes,emoji:repeats=10" --siz
   --data "fashion_mnist:tint=1*2,shapes,emoji:repeats=3" --out "$RUNS/mini-tokens" \
   --generator-preset mini --text-len 12 --batch-size 128 --no-progress
 
-$B train --tokens "$RUNS/mini-tokens" --preset mini --text-len 12 --parallel 1,4,16 --default-parallel 4 --steps 2400 \
+$B train $REF --tokens "$RUNS/mini-tokens" --preset mini --text-len 12 --parallel 1,4,16 --default-parallel 4 --steps 2400 \
   --batch-size 32 --lr 1e-3 --warmup 100 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 --ckpt-every 200 \
   --eval-every 0 --sample-every 400 --threads 1 --seed 0 --log-every 10 --out "$RUNS/mini-gen" --no-progress \
   $(resume "$RUNS/mini-gen")
@@ -56,7 +59,7 @@ $B train-tokenizer --init "$RUNS/mini-tok/export" --data "fashion_mnist:tint=1,s
   --data "fashion_mnist:tint=1,shapes:length=100000,emoji:repeats=12" --out "$RUNS/mini-tokens2" \
   --generator-preset mini --text-len 12 --batch-size 128 --no-progress
 
-$B train --tokens "$RUNS/mini-tokens2" --init "$RUNS/mini-gen/export" --preset mini --text-len 12 --parallel 1,4,16 \
+$B train $REF --tokens "$RUNS/mini-tokens2" --init "$RUNS/mini-gen/export" --preset mini --text-len 12 --parallel 1,4,16 \
   --default-parallel 4 --steps 5400 --batch-size 32 --lr 1e-3 --warmup 100 --ema-decay 0.995 \
   --sample-steps 20 --cfg 3.0 --ckpt-every 200 --eval-every 0 --sample-every 1000 --threads 1 --seed 1 \
   --log-every 10 --out "$RUNS/mini-gen2" --no-progress $(resume "$RUNS/mini-gen2")
@@ -159,7 +162,7 @@ cp "$RUNS/mini-tok7-dec/export/"* "$RUNS/bitdance-mini-v1/tokenizer/"
 # Planned as 2600 steps; the session's time box ended it at step 1500 (--stop-at), and it was finished with
 # a shorter schedule (--steps 1750: the cosine decays over the last 250 steps instead of 1100).
 stage8() {
-  $B train --tokens "$RUNS/v2-tokens" --init "$RUNS/bitdance-mini-v1" --preset mini --text-len 20 --parallel 1,4,16 \
+  $B train $REF --tokens "$RUNS/v2-tokens" --init "$RUNS/bitdance-mini-v1" --preset mini --text-len 20 --parallel 1,4,16 \
     --default-parallel 4 --batch-size 32 --warmup 50 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 \
     --ckpt-every 100 --eval-every 0 --sample-every 500 --threads 1 --log-every 10 --no-progress \
     --source-weights emoji=3 --rich-captions 0.75 --any-order 0.5 --lr 3e-4 --seed 10 --out "$RUNS/mini-gen8" "$@"
@@ -185,7 +188,7 @@ rm -rf "$RUNS/bitdance-mini-v2-candidate" && cp -r "$RUNS/mini-gen8/export" "$RU
 #   template suite `default` overall(v2) >= overall(v1) - 0.03  (v1: 0.927), and
 #   FID_cls on Fashion-MNIST *train* captions (n = 1000) (v2) <= 1.10 x FID_cls(v1)  (v1: 2.427).
 # The free-form test split, the held-out Fashion-MNIST split and the edit benchmark only report.
-$B train --tokens "$RUNS/v2-tokens" --init "$RUNS/bitdance-mini-v1" --preset mini --text-len 20 --parallel 1,4,16 \
+$B train $REF --tokens "$RUNS/v2-tokens" --init "$RUNS/bitdance-mini-v1" --preset mini --text-len 20 --parallel 1,4,16 \
   --default-parallel 4 --batch-size 32 --warmup 50 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 \
   --ckpt-every 100 --eval-every 0 --sample-every 600 --threads 1 --log-every 10 --no-progress \
   --source-weights emoji=6 --rich-captions 0.5 --any-order 0.3 --lr 3e-4 --seed 11 --steps 3000 \
