@@ -16,7 +16,15 @@ from bitdance.safety import CATEGORIES, ContentFilter, RuleSet, check_prompt, ex
 from bitdance.safety.domain import DOMAIN_NAME, domain_examples
 from bitdance.safety.filter import CLASSIFIER_RULE, SEMANTIC_RULE, SEMANTIC_RULES
 from bitdance.safety.normalize import reading
-from bitdance.safety.redteam import SUITE_FILE, choose_settings, load_suite, rates, wilson
+from bitdance.safety.redteam import (
+    GUARD_FILE,
+    SUITE_FILE,
+    choose_settings,
+    load_guard,
+    load_suite,
+    rates,
+    wilson,
+)
 from bitdance.safety.semantic import (
     KNOWN_BENIGN,
     TRAIN_NAME,
@@ -83,7 +91,7 @@ def test_benign_domain_category_only_for_benign_rows(tmp_path) -> None:
 
 def test_shipped_index_matches_its_training_list_and_is_small() -> None:
     info = json.loads((assets_dir() / "semantic_index.json").read_text())
-    assert (assets_dir() / "semantic_index.safetensors").stat().st_size < 3 * 2**20
+    assert (assets_dir() / "semantic_index.safetensors").stat().st_size < 4 * 2**20
     n_train = len(read_examples(assets_dir() / TRAIN_NAME))
     assert info["domain_file"] == DOMAIN_NAME
     assert info["n"] == n_train + len(read_examples(assets_dir() / DOMAIN_NAME))
@@ -337,16 +345,24 @@ def test_wilson_interval() -> None:
 def test_choose_settings_respects_dev_false_positive_cap() -> None:
     labels = ["block"] * 4 + ["allow"] * 200
     rule_blocked = [True, False, False, False] + [False] * 200
-    sim_block = [0.1, 0.9, 0.7, 0.5] + [0.6] * 2 + [0.2] * 198
+    sim_block = [0.1, 0.9, 0.8, 0.5] + [0.6] * 2 + [0.2] * 198
     sim_allow = [0.0] * 4 + [0.0] * 200
     t, m, ct, dev = choose_settings(rule_blocked, labels, sim_block, sim_allow)
-    # 0.5 would also block 2/200 = 1% benign: allowed (<= 1%), and it blocks every must-block prompt.
-    assert t == 0.5 and dev["blocked"] == 1.0 and dev["false_positive"] == 0.01 and ct > 1
-    sim_block[4:10] = [0.6] * 6  # now 0.5..0.6 would block 3% of benign
-    t, m, ct, dev = choose_settings(rule_blocked, labels, sim_block, sim_allow)
-    assert t == 0.7 and dev["blocked"] == 0.75 and dev["false_positive"] == 0.0
+    # 0.5 blocks all three semantic-only prompts and 2/200 = 1% benign (allowed, <= 1%); 0.8 blocks
+    # two, within one prompt of the best, so the conservative tie-break takes the higher 0.8.
+    assert t == 0.8 and m == 0.2 and ct > 1 and dev["semantic_alone_best"] == 0.75
+    assert dev["blocked"] == 0.75 and dev["false_positive"] == 0.0
     # the rule-blocked prompt counts for the combined rate, not for the semantic layer's own rate
     assert dev["semantic_alone_blocked"] == 0.5
+    labels = ["block"] * 8 + ["allow"] * 200
+    rule_blocked = [False] * 208
+    sim_block = [0.9, 0.9, 0.8, 0.8, 0.7, 0.7, 0.5, 0.5] + [0.6] * 2 + [0.2] * 198
+    sim_allow = [0.0] * 208
+    t, m, ct, dev = choose_settings(rule_blocked, labels, sim_block, sim_allow)
+    assert t == 0.5 and dev["blocked"] == 1.0 and dev["false_positive"] == 0.01  # 0.7 loses 2 prompts
+    sim_block[8:14] = [0.6] * 6  # now 0.5..0.6 would block 3% of benign
+    t, m, ct, dev = choose_settings(rule_blocked, labels, sim_block, sim_allow)
+    assert t == 0.7 and dev["blocked"] == 0.75 and dev["false_positive"] == 0.0
     # a benign prompt that is a labelled benign example is never blocked, so it costs no false positive
     labels = ["block"] * 4 + ["allow"] * 100
     sim_allow = [0.0] * 4 + [1.0] * 100
@@ -355,6 +371,50 @@ def test_choose_settings_respects_dev_false_positive_cap() -> None:
     assert ct <= 0.9 and dev["blocked"] == 1.0 and dev["false_positive"] == 0.0
     r = rates(load_suite(assets_dir() / SUITE_FILE)[:0], [])
     assert r["blocked"] is None and r["n_block"] == 0
+
+
+def test_choose_settings_never_blocks_a_guard_prompt() -> None:
+    labels = ["block"] * 8 + ["allow"] * 100
+    sim_block = [0.0] * 108
+    sim_allow = [0.0] * 108
+    p_block = [0.95, 0.95, 0.9, 0.9, 0.85, 0.85, 0.8, 0.8] + [0.1] * 100
+    t, m, ct, dev = choose_settings([False] * 108, labels, sim_block, sim_allow, p_block)
+    assert ct == 0.8 and dev["semantic_alone_blocked"] == 1.0
+    # a benign guard prompt at P(block) 0.87: no chosen setting may block it, so 0.88 or higher
+    guard = ([0.0], [0.0], [0.87])
+    t, m, ct, dev = choose_settings([False] * 108, labels, sim_block, sim_allow, p_block, guard=guard)
+    assert ct == 0.9 and dev["semantic_alone_blocked"] == 0.5 and dev["semantic_alone_best"] == 0.5
+    # a guard prompt close to a must-block example holds the nearest-example threshold up too
+    sim_block[:8] = [0.9] * 8
+    guard = ([[0.3, 0.85]], [[0.0, 0.0]], [[0.1, 0.1]])  # two chunks: the second one is near
+    t, m, ct, dev = choose_settings([False] * 108, labels, sim_block, sim_allow, p_block, guard=guard)
+    assert t > 0.85 and dev["semantic_alone_blocked"] == 1.0
+    with pytest.raises(ValueError, match="classifier scores"):
+        choose_settings([False] * 108, labels, sim_block, sim_allow, p_block, guard=([0.1], [0.0], None))
+
+
+def test_guard_list_is_benign_separate_and_held_by_the_shipped_index() -> None:
+    guard = load_guard(assets_dir() / GUARD_FILE)
+    assert len(guard) >= 90 and {g["category"] for g in guard} >= set(CATEGORIES)
+    train = read_examples(assets_dir() / TRAIN_NAME) + read_examples(assets_dir() / DOMAIN_NAME)
+    never = {reading(r["prompt"]) for r in train} | {reading(c.prompt) for c in SUITE}
+    assert not [g["prompt"] for g in guard if reading(g["prompt"]) in never]
+    info = json.loads((assets_dir() / "semantic_index.json").read_text())
+    from bitdance.safety.semantic import sha256_file
+
+    assert info["guard_file"] == GUARD_FILE and info["guard_sha256"] == sha256_file(assets_dir() / GUARD_FILE)
+    flt = ContentFilter()
+    assert [g["prompt"] for g in guard if not flt.check(g["prompt"]).allowed] == []
+
+
+def test_guard_file_errors_name_the_line(tmp_path) -> None:
+    path = tmp_path / "guard.jsonl"
+    path.write_text(json.dumps({"prompt": "a cat"}) + "\n")
+    with pytest.raises(ValueError, match="line 1: expected prompt/category"):
+        load_guard(path)
+    path.write_text(json.dumps({"prompt": "a cat", "category": "cats"}) + "\n")
+    with pytest.raises(ValueError, match="line 1: category must be one of"):
+        load_guard(path)
 
 
 def test_filter_check_suite_report(tmp_path) -> None:

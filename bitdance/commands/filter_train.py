@@ -10,7 +10,8 @@ built from the training list followed by those rows (`--no-domain` leaves them o
 Writes `<out>/semantic_index.safetensors` (fp16 MiniLM embeddings of every example, the logistic
 regression classifier trained on them) and `<out>/semantic_index.json` (threshold, margin, classifier
 threshold, hashes, the dev rates that chose them). The threshold rule
-(`bitdance.safety.redteam.choose_settings`) looks only at the red-team suite's dev split.
+(`bitdance.safety.redteam.choose_settings`) looks only at the red-team suite's dev split and at the
+benign guard list (`benign_guard.jsonl`: near-misses no chosen setting may block; never training rows).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ def build_parser() -> Parser:
     p = Parser(prog="bitdance filter-train", description="Build the content filter's semantic index.")
     p.add_argument("--train", help="labelled JSONL list (default: the shipped semantic_train.jsonl)")
     p.add_argument("--suite", help="red-team suite whose dev split chooses the threshold (default: shipped)")
+    p.add_argument("--guard", help="benign guard list no setting may block (default: shipped)")
     p.add_argument("--out", help="output folder (default: bitdance/assets/safety/)")
     p.add_argument(
         "--no-domain",
@@ -43,15 +45,30 @@ def main(argv: list[str]) -> int:
     from ..core.atomic import atomic_write_bytes  # noqa: PLC0415
     from ..safety import ContentFilter  # noqa: PLC0415
     from ..safety.domain import DOMAIN_NAME, domain_examples  # noqa: PLC0415
-    from ..safety.redteam import MAX_DEV_FP, SUITE_FILE, choose_settings, load_suite  # noqa: PLC0415
-    from ..safety.semantic import TRAIN_NAME, SemanticIndex, assets_dir, read_examples  # noqa: PLC0415
+    from ..safety.redteam import (  # noqa: PLC0415
+        GUARD_FILE,
+        MAX_DEV_FP,
+        SEM_TOLERANCE,
+        SUITE_FILE,
+        choose_settings,
+        load_guard,
+        load_suite,
+    )
+    from ..safety.semantic import (  # noqa: PLC0415
+        TRAIN_NAME,
+        SemanticIndex,
+        assets_dir,
+        read_examples,
+        sha256_file,
+    )
 
     args = build_parser().parse_args(argv)
     torch.set_num_threads(1)
     train = Path(args.train) if args.train else assets_dir() / TRAIN_NAME
     suite = Path(args.suite) if args.suite else assets_dir() / SUITE_FILE
+    guard_file = Path(args.guard) if args.guard else assets_dir() / GUARD_FILE
     out = Path(args.out) if args.out else assets_dir()
-    for path, what in ((train, "--train"), (suite, "--suite")):
+    for path, what in ((train, "--train"), (suite, "--suite"), (guard_file, "--guard")):
         if not path.is_file():
             raise ValueError(f"{what} {path} is not a file")
     out.mkdir(parents=True, exist_ok=True)
@@ -68,12 +85,22 @@ def main(argv: list[str]) -> int:
     rules_only = ContentFilter(semantic=None)
     rule_blocked = [not rules_only.check(c.prompt).allowed for c in dev]
     scores = index.chunk_scores([rules_only.semantic_text(c.prompt) for c in dev])
+    guard = load_guard(guard_file)
+    ruled = [g["prompt"] for g in guard if not rules_only.check(g["prompt"]).allowed]
+    if ruled:
+        raise ValueError(f"{guard_file}: the rules block guard prompt(s) {ruled}: fix the list or the rules")
+    g_scores = index.chunk_scores([rules_only.semantic_text(g["prompt"]) for g in guard])
     t, m, ct, dev_rates = choose_settings(
         rule_blocked,
         [c.label for c in dev],
         [s["sim_block"].tolist() for s in scores],
         [s["sim_allow"].tolist() for s in scores],
         [s["p_block"].tolist() for s in scores],
+        guard=(
+            [s["sim_block"].tolist() for s in g_scores],
+            [s["sim_allow"].tolist() for s in g_scores],
+            [s["p_block"].tolist() for s in g_scores],
+        ),
     )
     index = index.with_settings(t, m, ct)
     if out.resolve() != train.parent.resolve():
@@ -84,9 +111,12 @@ def main(argv: list[str]) -> int:
         "selection": (
             f"dev split of {suite.name} only: grid threshold 0.30..0.95, margin 0.00..0.20, classifier "
             f"threshold 0.50..0.99 or off (step 0.01); keep dev false positives <= {MAX_DEV_FP:.0%} "
-            "(rules OR semantic); then max dev block rate of the semantic layer alone, max combined "
-            "block rate, min dev false positives, largest classifier threshold, margin, threshold"
+            f"(rules OR semantic) and no semantic block of any of the {len(guard)} {guard_file.name} "
+            f"prompts; ties: within {SEM_TOLERANCE} dev prompt of the best dev block count of the "
+            "semantic layer alone; among ties the largest classifier threshold, margin, threshold"
         ),
+        "guard_file": guard_file.name,
+        "guard_sha256": sha256_file(guard_file),
         "dev": {"n": len(dev), **dev_rates},
     }
     index.save(out, meta, out / train.name, domain)

@@ -18,6 +18,7 @@ from bitdance.safety.matcher import CATEGORIES
 
 SPLITS = ("dev", "test")
 SUITE_FILE = "redteam.jsonl"
+GUARD_FILE = "benign_guard.jsonl"  # benign near-misses no chosen setting may block
 MAX_DEV_FP = 0.01  # the threshold rule keeps dev false positives at or below half the 2% target
 
 
@@ -80,6 +81,60 @@ def rates(cases: Sequence[Case], blocked: Sequence[bool]) -> dict[str, Any]:
 THRESHOLDS = tuple(i / 100 for i in range(30, 96))  # nearest-example similarity threshold grid
 MARGINS = tuple(i / 100 for i in range(0, 21))  # required margin over the nearest benign example
 CLF_THRESHOLDS = tuple(i / 100 for i in range(50, 100)) + (1.01,)  # classifier P(block); 1.01 = off
+SEM_TOLERANCE = 1  # settings within this many dev prompts of the best semantic-alone count are ties
+
+
+def load_guard(path: str | Path) -> list[dict[str, str]]:
+    """The benign guard list: {"prompt", "category"} per line (the category it is a near-miss of, or
+    "none"); raises ValueError naming a malformed line. No chosen setting may block any of them."""
+    rows = []
+    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            prompt, category = str(row["prompt"]), str(row["category"])
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise ValueError(f"{path}: line {i}: expected prompt/category: {e}") from None
+        if category not in (*CATEGORIES, "none"):
+            raise ValueError(f"{path}: line {i}: category must be one of {(*CATEGORIES, 'none')}")
+        rows.append({"prompt": prompt, "category": category})
+    return rows
+
+
+def _per_chunk(values: Sequence) -> list[list[float]]:
+    return [[float(v)] if isinstance(v, (int, float)) else [float(x) for x in v] for v in values]
+
+
+def _semantic_grid(
+    sim_block: Sequence, sim_allow: Sequence, p_block: Sequence | None
+) -> tuple[Any, tuple[float, ...]]:
+    """Whether the semantic layer blocks each prompt at each grid setting: bool (T, M, C, P), and the
+    classifier thresholds C searched ((1.01,) = off when there are no classifier scores)."""
+    import torch  # noqa: PLC0415
+
+    from bitdance.safety.semantic import KNOWN_BENIGN  # noqa: PLC0415
+
+    sb, sa = _per_chunk(sim_block), _per_chunk(sim_allow)
+    n = len(sb)
+    owner = torch.tensor([i for i, v in enumerate(sb) for _ in v], dtype=torch.long)
+    sb_t = torch.tensor([x for v in sb for x in v])
+    sa_t = torch.tensor([x for v in sa for x in v])
+    t = torch.tensor(THRESHOLDS)[:, None, None]
+    m = torch.tensor(MARGINS)[None, :, None]
+    known = sa_t >= KNOWN_BENIGN  # a chunk that is a labelled benign example is never blocked
+    hit = ((sb_t >= t - 1e-9) & (sb_t - sa_t >= m - 1e-9) & ~known).float()  # (T, M, chunks)
+    knn = torch.zeros(len(THRESHOLDS), len(MARGINS), n).index_add_(2, owner, hit) > 0  # (T, M, P)
+    if p_block is None:
+        cts: tuple[float, ...] = (1.01,)
+        clf = torch.zeros(1, n, dtype=torch.bool)
+    else:
+        pc = _per_chunk(p_block)
+        p_t = torch.tensor([x for v in pc for x in v]).masked_fill(known, 0.0)
+        pmax = torch.zeros(n).scatter_reduce_(0, owner, p_t, "amax")
+        cts = CLF_THRESHOLDS
+        clf = pmax[None] >= torch.tensor(cts)[:, None] - 1e-9  # (C, P)
+    return knn[:, :, None, :] | clf[None, None], cts
 
 
 def choose_settings(
@@ -88,46 +143,30 @@ def choose_settings(
     sim_block: Sequence[float] | Sequence[Sequence[float]],
     sim_allow: Sequence[float] | Sequence[Sequence[float]],
     p_block: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    guard: tuple[Sequence, Sequence, Sequence | None] | None = None,
 ) -> tuple[float, float, float, dict[str, float]]:
-    """The threshold-selection rule (dev split only).
+    """The threshold-selection rule (dev split and the benign guard list only).
 
     Per dev prompt: the rules' decision and, per chunk of the prompt (a plain float is one chunk),
     the nearest-example similarities and the classifier's P(block); a chunk with sim_allow >=
-    KNOWN_BENIGN is never blocked (as in `SemanticIndex.judge`). Grid: threshold 0.30..0.95,
-    margin 0.00..0.20 and classifier threshold 0.50..0.99 (or off), steps of 0.01. Keep the settings
-    whose combined (rules OR semantic) false-positive rate on dev is <= MAX_DEV_FP; among them take
-    the highest dev block rate of the semantic layer *alone* (the rules were written looking at dev,
-    so only the semantic layer's own rate says how it does on phrasings no rule lists), then the
-    highest combined block rate, then the lowest false-positive rate, then the largest classifier
-    threshold, margin and threshold (the most conservative setting that blocks as much). Returns
-    (threshold, margin, clf_threshold, dev rates).
+    KNOWN_BENIGN is never blocked (as in `SemanticIndex.judge`). `guard`: the same three scores for
+    the benign guard prompts (`load_guard`; rules allow them all). Grid: threshold 0.30..0.95,
+    margin 0.00..0.20 and classifier threshold 0.50..0.99 (or off), steps of 0.01.
+
+    1. Keep the settings whose combined (rules OR semantic) false-positive rate on dev is <=
+       MAX_DEV_FP and whose semantic layer blocks **no** guard prompt.
+    2. Among them find the best dev block count of the semantic layer *alone* (the rules were written
+       looking at dev, so only the semantic layer's own rate says how it does on phrasings no rule
+       lists); every kept setting within SEM_TOLERANCE dev prompts of it is a tie.
+    3. Among the ties take the largest classifier threshold, then margin, then threshold: the most
+       conservative setting that blocks about as much.
+
+    Returns (threshold, margin, clf_threshold, dev rates).
     """
     import torch  # noqa: PLC0415
 
-    from bitdance.safety.semantic import KNOWN_BENIGN  # noqa: PLC0415
-
-    def per_chunk(values: Sequence) -> list[list[float]]:
-        return [[float(v)] if isinstance(v, (int, float)) else [float(x) for x in v] for v in values]
-
-    sb, sa = per_chunk(sim_block), per_chunk(sim_allow)
-    owner = torch.tensor([i for i, v in enumerate(sb) for _ in v])
+    sem, cts = _semantic_grid(sim_block, sim_allow, p_block)  # (T, M, C, P)
     n = len(labels)
-    sb_t, sa_t = torch.tensor([x for v in sb for x in v]), torch.tensor([x for v in sa for x in v])
-    t = torch.tensor(THRESHOLDS)[:, None, None]
-    m = torch.tensor(MARGINS)[None, :, None]
-    known = sa_t >= KNOWN_BENIGN  # a chunk that is a labelled benign example is never blocked
-    hit = ((sb_t >= t - 1e-9) & (sb_t - sa_t >= m - 1e-9) & ~known).float()  # (T, M, chunks)
-    knn = torch.zeros(len(THRESHOLDS), len(MARGINS), n).index_add_(2, owner, hit) > 0  # (T, M, P)
-    if p_block is None:
-        clf = torch.zeros(1, n, dtype=torch.bool)
-        cts: tuple[float, ...] = (1.01,)
-    else:
-        pc = per_chunk(p_block)
-        p_t = torch.tensor([x for v in pc for x in v]).masked_fill(known, 0.0)
-        pmax = torch.zeros(n).scatter_reduce_(0, owner, p_t, "amax")
-        cts = CLF_THRESHOLDS
-        clf = pmax[None] >= torch.tensor(cts)[:, None] - 1e-9  # (C, P)
-    sem = knn[:, :, None, :] | clf[None, None]  # (T, M, C, P)
     rules = torch.tensor([bool(b) for b in rule_blocked])
     is_block = torch.tensor([lab == "block" for lab in labels])
     nb, na = int(is_block.sum()), n - int(is_block.sum())
@@ -140,17 +179,30 @@ def choose_settings(
         raise ValueError(
             f"no setting keeps dev false positives <= {MAX_DEV_FP:.0%} (the rules alone exceed it)"
         )
+    k_guard = torch.zeros_like(k_fp)
+    if guard is not None and len(guard[0]):
+        g_sem, g_cts = _semantic_grid(*guard)
+        if g_cts != cts:
+            raise ValueError("give the guard prompts classifier scores exactly when dev has them")
+        k_guard = g_sem.sum(-1)
+    ok = ok & (k_guard == 0)
+    if not bool(ok.any()):
+        raise ValueError("no setting blocks none of the benign guard prompts and keeps the dev cap")
+    best_sem = int(k_sem[ok].max())
+    tie = ok & (k_sem >= best_sem - SEM_TOLERANCE)
     best: tuple | None = None
-    for ti, mi, ci in ok.nonzero().tolist():
-        key = (int(k_sem[ti, mi, ci]), int(k_all[ti, mi, ci]), -int(k_fp[ti, mi, ci]), cts[ci], mi, ti)
+    for ti, mi, ci in tie.nonzero().tolist():
+        key = (cts[ci], mi, ti)
         if best is None or key > best:
             best = key
     assert best is not None
-    ks, ka, kf, ct, mi, ti = best
+    ct, mi, ti = best
+    ci = cts.index(ct)
     rates_ = {
-        "blocked": round(ka / max(nb, 1), 4),
-        "false_positive": round(-kf / max(na, 1), 4),
-        "semantic_alone_blocked": round(ks / max(nb, 1), 4),
+        "blocked": round(int(k_all[ti, mi, ci]) / max(nb, 1), 4),
+        "false_positive": round(int(k_fp[ti, mi, ci]) / max(na, 1), 4),
+        "semantic_alone_blocked": round(int(k_sem[ti, mi, ci]) / max(nb, 1), 4),
+        "semantic_alone_best": round(best_sem / max(nb, 1), 4),
     }
     return THRESHOLDS[ti], MARGINS[mi], ct, rates_
 
