@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import bisect
 import itertools
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -93,8 +94,9 @@ def _literal(raw: str) -> tuple[str, ...]:
     return words
 
 
-def expand_phrase(phrase: str, lists: Mapping[str, Sequence[str]]) -> list[tuple[str, ...]]:
-    """Expand a rule phrase into the word tuples it matches; raises ValueError naming the problem."""
+def _phrase_choices(phrase: str, lists: Mapping[str, Sequence[str]]) -> list[list[tuple[str, ...]]]:
+    """The word-tuple alternatives of each word of a rule phrase (an optional word also has `()`), with
+    the variant count checked against MAX_EXPANSIONS; raises ValueError naming the problem."""
     if not isinstance(phrase, str) or not phrase.strip():
         raise ValueError(f"phrase must be a non-empty string, got {phrase!r}")
     choices: list[list[tuple[str, ...]]] = []
@@ -112,39 +114,24 @@ def expand_phrase(phrase: str, lists: Mapping[str, Sequence[str]]) -> list[tuple
         else:
             alts = [_literal(raw)]
         choices.append(alts + [()] if optional else alts)
-    total = 1
-    for alts in choices:
-        total *= len(alts)
+    total = math.prod(len(alts) for alts in choices)
     if total > MAX_EXPANSIONS:
         raise ValueError(f"phrase {phrase!r} expands to {total} variants (max {MAX_EXPANSIONS})")
-    out = [tuple(w for part in combo for w in part) for combo in itertools.product(*choices)]
+    return choices
+
+
+def expand_phrase(phrase: str, lists: Mapping[str, Sequence[str]]) -> list[tuple[str, ...]]:
+    """Expand a rule phrase into the word tuples it matches; raises ValueError naming the problem."""
+    out = [
+        tuple(w for part in combo for w in part)
+        for combo in itertools.product(*_phrase_choices(phrase, lists))
+    ]
     return [words for words in dict.fromkeys(out) if words]
 
 
 def check_phrase(phrase: str, lists: Mapping[str, Sequence[str]]) -> int:
     """Validate a rule phrase like `expand_phrase` without expanding it; returns its variant count."""
-    if not isinstance(phrase, str) or not phrase.strip():
-        raise ValueError(f"phrase must be a non-empty string, got {phrase!r}")
-    total = 1
-    for raw in phrase.split():
-        optional = len(raw) > 1 and raw.endswith("?")
-        raw = raw[:-1] if optional else raw
-        if raw.startswith("@"):
-            if raw[1:] not in lists:
-                raise ValueError(f"phrase {phrase!r} uses unknown list {raw!r}; known: {sorted(lists)}")
-            entries = lists[raw[1:]]
-            for entry in entries:
-                if any(w.startswith("@") or w.endswith("?") for w in entry.split()):
-                    raise ValueError(f"list {raw!r} entry {entry!r}: list entries cannot use '@' or '?'")
-                for word in entry.split():
-                    _literal(word)
-            total *= len(entries) + optional
-        else:
-            _literal(raw)
-            total *= 1 + optional
-    if total > MAX_EXPANSIONS:
-        raise ValueError(f"phrase {phrase!r} expands to {total} variants (max {MAX_EXPANSIONS})")
-    return total
+    return math.prod(len(alts) for alts in _phrase_choices(phrase, lists))
 
 
 class _Node:
