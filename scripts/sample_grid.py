@@ -1,8 +1,9 @@
 """The model card's sample grid: fixed prompts x seeds 0-3 with the model's default settings, no picking.
 
 Usage: .venv/bin/python scripts/sample_grid.py [--model M] [--out docs/images/bitdance-mini-samples.png]
-The prompt list below was fixed before any image was made (the free-form rows before v2's training). The last row asks for a photo, which no training
-caption does; "cat" is also an emoji name, so the model draws the cat emoji (docs/model_card.md, limitations).
+The prompt list below was fixed before any image was made (the free-form rows before v2's training).
+The last row asks for a photo, which no training caption does; "cat" is also an emoji name, so the model
+draws the cat emoji (docs/model_card.md, limitations).
 """
 
 from __future__ import annotations
