@@ -15,6 +15,13 @@ resume() { [ -d "$1/checkpoints" ] && echo --resume || true; }
 # Every generator stage below was trained before `--train-impl fast` existed (same loss, other float
 # summation order): the reference step keeps the recipe reproducible.
 REF=--train-impl=reference
+# replace folder DST by a copy of SRC (with B=echo: print the commands, as for every stage)
+copy_dir() {
+  if [ "$B" = echo ]; then echo rm -rf "$2" "&&" cp -r "$1" "$2"; else rm -rf "$2" && cp -r "$1" "$2"; fi
+}
+copy_files() {  # SRC_DIR DST_DIR: copy SRC_DIR's files into DST_DIR
+  if [ "$B" = echo ]; then echo cp "$1/"* "$2/"; else cp "$1/"* "$2/"; fi
+}
 
 # From stage 3 on, the generator runs and the decoder-only fine-tunes share every setting but those given
 # per stage (init, data mixture, steps, learning rate, loss weights, seed); these add the shared ones.
@@ -137,8 +144,8 @@ continue_generator "$RUNS/mini-gen7" --init "$RUNS/mini-gen6/export" \
   --steps 3000 --lr 3e-4 --seed 9
 
 # The v1 pipeline = the stage-7 generator export with the stage-5 decoder's tokenizer.
-rm -rf "$RUNS/bitdance-mini-v1" && cp -r "$RUNS/mini-gen7/export" "$RUNS/bitdance-mini-v1"
-cp "$RUNS/mini-tok7-dec/export/"* "$RUNS/bitdance-mini-v1/tokenizer/"
+copy_dir "$RUNS/mini-gen7/export" "$RUNS/bitdance-mini-v1"
+copy_files "$RUNS/mini-tok7-dec/export" "$RUNS/bitdance-mini-v1/tokenizer"
 
 # Stage 8 (wave 2: bitdance-mini v2). Free phrasing and editing. A new token set (same tokenizer encoder,
 # so the same bits for the same images) that also keeps each item's structured description (meta.json);
@@ -172,7 +179,7 @@ stage8 --steps 1750 --resume
 
 # Stage 8's shipping rule failed (template suite 0.849 against v1's 0.927 - 0.03; free-form dev rose from
 # 0.477 to 0.617: docs/history.md), so v1 stays the shipped model; the candidate is kept for editing studies.
-rm -rf "$RUNS/bitdance-mini-v2-candidate" && cp -r "$RUNS/mini-gen8/export" "$RUNS/bitdance-mini-v2-candidate"
+copy_dir "$RUNS/mini-gen8/export" "$RUNS/bitdance-mini-v2-candidate"
 
 # Stage 9 (wave 2, next session). Stage 8's template loss was mostly emoji single objects (0.837 -> 0.654) and
 # its mixture had cut the emoji share from stage 7's 35% to 21% of each epoch (emoji=3 on the v2 token set).
@@ -195,5 +202,5 @@ $B train $REF --tokens "$RUNS/v2-tokens" --init "$RUNS/bitdance-mini-v1" --prese
   --time-budget 5100 --out "$RUNS/mini-gen9" $(resume "$RUNS/mini-gen9")
 
 # The shipped pipeline = v1 (stage 7 generator + stage-5-decoder tokenizer).
-rm -rf "$RUNS/bitdance-mini" && cp -r "$RUNS/bitdance-mini-v1" "$RUNS/bitdance-mini"
+copy_dir "$RUNS/bitdance-mini-v1" "$RUNS/bitdance-mini"
 echo "pipeline: $RUNS/bitdance-mini (copy to bitdance/assets/models/bitdance-mini to ship it)"
