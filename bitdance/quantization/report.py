@@ -206,15 +206,16 @@ def _not_measured(e: BaseException) -> dict[str, str]:
 
 @torch.no_grad()
 def fid_cls_delta(fp32: Any, int8: Any, samples: int, seed: int, steps: int | None) -> dict[str, Any]:
-    """FID_cls (project classifier features) of fp32 and int8 images against the same Fashion-MNIST test
-    items, through `bitdance.evaluation` (image i conditioned on item i, seed + i)."""
+    """FID_cls (project classifier features) of fp32 and int8 images against the same Fashion-MNIST
+    held-out items (`test-heldout`: no training or selection used them), through `bitdance.evaluation`
+    (image i conditioned on item i, seed + i)."""
     try:
         from ..evaluation.features import load_real_set
         from ..evaluation.quality import conditions_for, evaluate_quality, generate_images
 
         text = fp32.generator.config.cond_type == "text"
         size = fp32.generator.config.grid_size[0] * fp32.tokenizer.downsample
-        real = load_real_set("fashion_mnist", "test", size, max(samples, 2), {"tint": True} if text else {})
+        real = load_real_set("fashion_mnist", "test-heldout", size, max(samples, 2), {"tint": True} if text else {})
         cond = conditions_for(fp32, real)
         out: dict[str, Any] = {"data": real.key}
         for name, pipe in (("fp32", fp32), ("int8", int8)):
