@@ -201,6 +201,19 @@ $B train $REF --tokens "$RUNS/v2-tokens" --init "$RUNS/bitdance-mini-v1" --prese
   --source-weights emoji=6 --rich-captions 0.5 --any-order 0.3 --lr 3e-4 --seed 11 --steps 3000 \
   --time-budget 5100 --out "$RUNS/mini-gen9" $(resume "$RUNS/mini-gen9")
 
+# Stage 9's rule failed on the template leg (0.890 against 0.897; free-form dev 0.597 >= 0.527 and train-caption
+# FID_cls 2.209 <= 2.427 passed): docs/history.md.
+# Stage 10 (same session). The stage-9 generator continues with three items in four on their template caption
+# (--rich-captions 0.25) at half the learning rate for 900 steps (--train-impl fast: the same loss), to win
+# back the template phrasing while keeping the free phrasing. Shipping rule, fixed before the run's numbers
+# (committed before training started): the same three legs against v1 as stages 8 and 9
+# (free-form DEV >= 0.527, template `default` >= 0.897, FID_cls on train captions <= 2.427; P = 4, seeds 0-3).
+$B train --tokens "$RUNS/v2-tokens" --init "$RUNS/mini-gen9/export" --preset mini --text-len 20 --parallel 1,4,16 \
+  --default-parallel 4 --batch-size 32 --warmup 50 --ema-decay 0.995 --sample-steps 20 --cfg 3.0 \
+  --ckpt-every 100 --eval-every 0 --sample-every 300 --threads 1 --log-every 10 --no-progress \
+  --source-weights emoji=6 --rich-captions 0.25 --any-order 0.3 --lr 1.5e-4 --seed 12 --steps 900 \
+  --time-budget 1500 --out "$RUNS/mini-gen10" $(resume "$RUNS/mini-gen10")
+
 # The shipped pipeline = v1 (stage 7 generator + stage-5-decoder tokenizer).
 copy_dir "$RUNS/bitdance-mini-v1" "$RUNS/bitdance-mini"
 echo "pipeline: $RUNS/bitdance-mini (copy to bitdance/assets/models/bitdance-mini to ship it)"
