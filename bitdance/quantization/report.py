@@ -215,7 +215,9 @@ def fid_cls_delta(fp32: Any, int8: Any, samples: int, seed: int, steps: int | No
 
         text = fp32.generator.config.cond_type == "text"
         size = fp32.generator.config.grid_size[0] * fp32.tokenizer.downsample
-        real = load_real_set("fashion_mnist", "test-heldout", size, max(samples, 2), {"tint": True} if text else {})
+        real = load_real_set(
+            "fashion_mnist", "test-heldout", size, max(samples, 2), {"tint": True} if text else {}
+        )
         cond = conditions_for(fp32, real)
         out: dict[str, Any] = {"data": real.key}
         for name, pipe in (("fp32", fp32), ("int8", int8)):
