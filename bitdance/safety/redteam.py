@@ -6,7 +6,6 @@ dev split may be looked at when writing rules or choosing the semantic threshold
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -14,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from bitdance.safety.jsonl import jsonl_rows
 from bitdance.safety.matcher import CATEGORIES
 
 SPLITS = ("dev", "test")
@@ -34,13 +34,10 @@ class Case:
 def load_suite(path: str | Path) -> list[Case]:
     """All cases of a suite file; raises ValueError naming the line of a malformed one."""
     cases = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for i, row in jsonl_rows(path):
         try:
-            row = json.loads(line)
             case = Case(row["prompt"], row["label"], row["category"], row["tactic"], row["split"])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise ValueError(f"{path}: line {i}: expected prompt/label/category/tactic/split: {e}") from None
         if (
             case.label not in ("block", "allow")
@@ -88,13 +85,10 @@ def load_guard(path: str | Path) -> list[dict[str, str]]:
     """The benign guard list: {"prompt", "category"} per line (the category it is a near-miss of, or
     "none"); raises ValueError naming a malformed line. No chosen setting may block any of them."""
     rows = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for i, row in jsonl_rows(path):
         try:
-            row = json.loads(line)
             prompt, category = str(row["prompt"]), str(row["category"])
-        except (json.JSONDecodeError, KeyError, TypeError) as e:
+        except (KeyError, TypeError) as e:
             raise ValueError(f"{path}: line {i}: expected prompt/category: {e}") from None
         if category not in (*CATEGORIES, "none"):
             raise ValueError(f"{path}: line {i}: category must be one of {(*CATEGORIES, 'none')}")

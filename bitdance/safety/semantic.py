@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from bitdance.safety.jsonl import jsonl_rows
 from bitdance.safety.matcher import CATEGORIES
 from bitdance.safety.normalize import reading
 
@@ -98,13 +99,7 @@ def read_examples(path: str | Path) -> list[dict[str, str]]:
     """Labelled examples from a JSONL file: {"prompt", "label": block|allow, "category"} per line. A
     benign row's category is the category it is a near-miss of, or "none" (the model's own domain)."""
     rows = []
-    for i, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: line {i}: invalid JSON: {e.msg}") from None
+    for i, row in jsonl_rows(path):
         if not isinstance(row, dict) or not isinstance(row.get("prompt"), str) or not row["prompt"].strip():
             raise ValueError(f"{path}: line {i}: expected an object with a non-empty 'prompt'")
         if row.get("label") not in LABELS:
