@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 from test_server_support import one_thread, tiny_pipe  # noqa: E402, F401
 
+from bitdance.core.blank import NON_BLANK_PATTERN  # noqa: E402
 from bitdance.server import ServerConfig, create_app  # noqa: E402
 
 FAST = {"steps": 2}
@@ -347,7 +348,7 @@ def test_openapi_is_a_json_schema_contract(client):
     body = schema["components"]["schemas"]["ImageRequest"]
     assert body["dependentRequired"] == {"variables": ["template"]}
     assert {"anyOf": [{"required": ["prompt"]}, {"required": ["template"]}]} in body["allOf"]
-    assert body["properties"]["prompt"]["anyOf"][0]["pattern"] == r"\S"
+    assert body["properties"]["prompt"]["anyOf"][0]["pattern"] == NON_BLANK_PATTERN
     assert body["properties"]["n"]["maximum"] == 4 and isinstance(body["properties"]["n"]["maximum"], int)
 
 

@@ -23,6 +23,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from ..core.blank import is_blank
+
 _NAME = re.compile(r"[a-z0-9][a-z0-9_-]*")
 _VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 MAX_VALUE_CHARS = 500
@@ -67,7 +69,7 @@ class Template:
 def check_value(name: str, value: Any) -> str:
     if not isinstance(value, str):
         raise ValueError(f"template variable {name!r} must be a string, got {type(value).__name__}")
-    if not value.strip():
+    if is_blank(value):
         raise ValueError(f"template variable {name!r} is empty")
     if len(value) > MAX_VALUE_CHARS:
         raise ValueError(

@@ -18,6 +18,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, create_model
 
+from ..core.blank import NON_BLANK_PATTERN
 from .errors import APIError
 from .images_io import check_size, decode_base64_image, recipe_of, white_mask
 from .requests import prompt_limit
@@ -99,7 +100,7 @@ def bind_a1111_models(
     max_batch: int, max_iter: int, max_steps: int, max_chars: int, sizes: list[tuple[int, int]]
 ) -> tuple[type[BaseModel], type[BaseModel]]:
     """txt2img / img2img bodies whose schema carries this server's limits and the model's sizes."""
-    text = Annotated[str, Field(max_length=max_chars, json_schema_extra={"pattern": r"\S"})]
+    text = Annotated[str, Field(max_length=max_chars, json_schema_extra={"pattern": NON_BLANK_PATTERN})]
     size_rule = {  # (width, height) a supported pair, or both left out (the model's default size)
         "anyOf": [
             {"properties": {"width": {"const": w}, "height": {"const": h}}, "required": ["width", "height"]}

@@ -12,10 +12,11 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from ..core.blank import NON_BLANK_PATTERN
 from .requests import variable_limit
 
 RENAMES = {"ge": "minimum", "le": "maximum", "gt": "exclusiveMinimum", "lt": "exclusiveMaximum"}
-NON_BLANK = r"\S"
+NON_BLANK = NON_BLANK_PATTERN  # "has a non-blank character", the same set as the server's is_blank
 ERROR_REF = {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorResponse"}}}
 
 

@@ -14,6 +14,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..core.blank import is_blank
 from .config import ServerConfig
 from .errors import APIError
 from .schemas import ImageRequest
@@ -146,7 +147,7 @@ def parse_size(
 
 
 def _check_text(text: str, param: str, limit: int) -> None:
-    if not text.strip():
+    if is_blank(text):
         raise APIError(400, f"{param} is empty; give a short description such as 'a red sneaker'", param)
     if len(text) > limit:
         raise APIError(400, f"{param} has {len(text)} characters; the limit is {limit}", param)
