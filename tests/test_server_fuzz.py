@@ -52,9 +52,24 @@ SUPPRESS = [
 ]
 
 
+def _filter_refusal(response) -> bool:
+    """A schema-valid prompt the content filter refuses (400, code content_policy_violation): the one
+    refusal of valid data a schema cannot state. Fuzzed text is random, and the semantic layer may place
+    it near a must-block example; the filter's own rates are measured by its red-team suite."""
+    if response.status_code != 400:
+        return False
+    try:
+        return response.json()["error"]["code"] == "content_policy_violation"
+    except (ValueError, KeyError, TypeError):
+        return False
+
+
 def _validate(case) -> None:
     excluded = [checks.positive_data_acceptance] if case.operation.path in IMAGE_BODIES else []
-    case.call_and_validate(excluded_checks=excluded)
+    response = case.call()
+    if _filter_refusal(response):
+        excluded = [checks.positive_data_acceptance]
+    case.validate_response(response, excluded_checks=excluded)
 
 
 @FAST.parametrize()
