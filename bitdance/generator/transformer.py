@@ -80,11 +80,7 @@ class Attention(nn.Module):
         b, l, d = x.shape
         q, k, v = self.wqkv(x).view(b, l, 3, self.n_head, d // self.n_head).permute(2, 0, 3, 1, 4)
         rot = apply_rope_complex if complex_rope else apply_rope
-        if q_from:
-            q, rope_q, mask = q[:, :, q_from:], rope[q_from:], mask[q_from:]
-            q, k = rot(q, rope_q), rot(k, rope)
-        else:
-            q, k = rot(q, rope), rot(k, rope)
+        q, k, mask = rot(q[:, :, q_from:], rope[q_from:]), rot(k, rope), mask[q_from:]
         if cache is not None:
             k, v = cache.update(layer, k, v)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
@@ -111,7 +107,7 @@ class TransformerBlock(nn.Module):
     ) -> torch.Tensor:
         """x (B, L, D) -> (B, L - q_from, D); positions before `q_from` only serve as keys and values."""
         h = self.attention(self.attention_norm(x), rope, mask, cache, i, q_from, complex_rope)
-        x = (x[:, q_from:] if q_from else x) + h
+        x = x[:, q_from:] + h
         return x + self.feed_forward(self.ffn_norm(x))
 
 

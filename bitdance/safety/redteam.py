@@ -184,14 +184,9 @@ def choose_settings(
         raise ValueError("no setting blocks none of the benign guard prompts and keeps the dev cap")
     best_sem = int(k_sem[ok].max())
     tie = ok & (k_sem >= best_sem - SEM_TOLERANCE)
-    best: tuple | None = None
-    for ti, mi, ci in tie.nonzero().tolist():
-        key = (cts[ci], mi, ti)
-        if best is None or key > best:
-            best = key
-    assert best is not None
-    ct, mi, ti = best
-    ci = cts.index(ct)
+    # the grids ascend, so the largest (classifier, margin, threshold) index triple is the most conservative
+    ci, mi, ti = max((ci, mi, ti) for ti, mi, ci in tie.nonzero().tolist())
+    ct = cts[ci]
     rates_ = {
         "blocked": round(int(k_all[ti, mi, ci]) / max(nb, 1), 4),
         "false_positive": round(int(k_fp[ti, mi, ci]) / max(na, 1), 4),
