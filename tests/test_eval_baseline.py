@@ -215,3 +215,67 @@ def test_bench_vs_diffusion_errors(tmp_path, trained, capsys):
     mini = ["bench", "--vs-diffusion", "--model", "random:mini", "--baseline", str(trained), "--n", "4"]
     assert main([*mini, "--out", str(tmp_path / "o")]) == 2
     assert "same size" in capsys.readouterr().err
+
+
+def test_plateau_rule():
+    def hist(*scores):
+        return [{"step": i, "dev_fid_cls_cfg1": s + 1, "dev_fid_cls_cfg2": s} for i, s in enumerate(scores)]
+
+    assert bt.plateau(hist(50, 40, 39.5, 39.4), 0, 0.02) is None  # patience 0: the budget alone ends it
+    assert bt.plateau(hist(50, 40, 39.5), 3, 0.02) is None  # not enough evaluations yet
+    assert bt.plateau(hist(50, 40, 30, 20), 3, 0.02) is None  # still improving
+    why = bt.plateau(hist(50, 40, 39.5, 39.4, 40.5), 3, 0.02)  # 39.4 is not 2% better than 40
+    assert why is not None and "39.40" in why and "40.00" in why
+    assert bt.plateau(hist(50, 40, 39.5, 39.4, 38.0), 3, 0.02) is None  # 38 is 5% better than 40
+
+
+class _PlateauTrainer:
+    """A trainer whose dev score stops improving after the second evaluation."""
+
+    global_batch = 1
+
+    def __init__(self):
+        self.scores, self.steps = [], 0
+
+    def start(self, step):
+        pass
+
+    def train_step(self, step):
+        self.steps += 1
+        return {"loss": 1.0}
+
+    def evaluate(self, step):
+        self.scores.append({"dev_fid_cls": max(10.0, 30.0 - 10 * len(self.scores))})
+        return self.scores[-1]
+
+    def converged(self):
+        return bt.plateau(self.scores, 2, 0.02)
+
+    def save_samples(self, step, folder):
+        return None
+
+    def export(self, folder):
+        return None
+
+    def state_dict(self):
+        return {"scores": json.dumps(self.scores)}
+
+    def load_state_dict(self, state):
+        self.scores = json.loads(state["scores"])
+
+    def epoch(self, step):
+        return float("nan")
+
+
+def test_shared_loop_stops_at_a_plateau_and_stays_stopped(tmp_path):
+    from bitdance.training.dist import DistContext
+    from bitdance.training.loop import LoopConfig, fit
+
+    lc = dict(steps=100, out=tmp_path, log_every=1, ckpt_every=2, eval_every=2, progress=False)
+    t = _PlateauTrainer()
+    summary = fit(t, LoopConfig(**lc), DistContext())
+    # evaluations at steps 2, 4, 6, 8, 10 score 30, 20, 10, 10, 10: at step 10 the last two (10, 10) do not
+    # beat the best before them (10), so the run ends there with a checkpoint
+    assert summary["step"] == 10 and t.steps == 10 and summary["checkpoint"]
+    again = _PlateauTrainer()
+    assert fit(again, LoopConfig(**lc, resume=True), DistContext())["step"] == 10 and again.steps == 0

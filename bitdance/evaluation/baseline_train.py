@@ -110,6 +110,23 @@ def build_meta(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def plateau(history: list[dict[str, Any]], patience: int, min_improvement: float) -> str | None:
+    """The stopping rule of the baseline's training (fixed before its numbers existed): a dev evaluation's
+    score is its best FID_cls over the guidance scales; training has converged when none of the last
+    ``patience`` evaluations beats the best score before them by more than ``min_improvement`` (a fraction).
+    0 patience: never (the time budget alone ends the run)."""
+    scores = [min(v for k, v in h.items() if k.startswith("dev_fid_cls")) for h in history]
+    if patience < 1 or len(scores) <= patience:
+        return None
+    before, recent = min(scores[:-patience]), min(scores[-patience:])
+    if recent < before * (1 - min_improvement):
+        return None
+    return (
+        f"dev FID_cls {recent:.2f} over the last {patience} evaluations, best before them {before:.2f} "
+        f"(needs an improvement of more than {min_improvement:.0%})"
+    )
+
+
 class BaselineTrainer(Trainer):
     """DDPM training of the baseline UNet as a `training.loop` trainer: the shared loop brings resume, the
     time budget, checkpoints, the metrics log and the export."""
@@ -130,6 +147,7 @@ class BaselineTrainer(Trainer):
         self.gen = torch.Generator().manual_seed(args.seed)
         self.scheduler = DDPMScheduler(**train_scheduler_config(self.cfg))
         self.dev_n, self.dev_steps, self.dev_cfg = args.dev_n, args.dev_steps, list(args.dev_cfg)
+        self.patience, self.min_improvement = args.patience, args.min_improvement
         self._dev: tuple[Any, torch.Tensor, list[int]] | None = None
         self.dev_history: list[dict[str, Any]] = []
 
@@ -187,6 +205,9 @@ class BaselineTrainer(Trainer):
             out[f"dev_fid_cls_cfg{scale:g}"] = fid(real_f, net(imgs))
         self.dev_history.append({"step": step, "sampler": DEV_SAMPLER, **out})
         return out
+
+    def converged(self) -> str | None:
+        return plateau(self.dev_history, self.patience, self.min_improvement)
 
     def save_samples(self, step: int, folder: Path) -> Path | None:
         from .report import image_grid_png
@@ -283,6 +304,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
         "steps": summary["step"],
         "train_seconds": round(summary["loop_elapsed_s"], 1),
         "dev_history": trainer.dev_history,
+        "patience": args.patience,
+        "min_improvement": args.min_improvement,
+        "converged": trainer.converged(),  # None: the time budget (or --stop-at) ended the run
     }
     atomic_write_bytes(out / RUN_NAME, (json.dumps(run, indent=2) + "\n").encode())
     print(f"done: {summary['step']} steps in {summary['loop_elapsed_s']:.0f} s; wrote {out / EXPORT_DIR}")
@@ -327,6 +351,18 @@ def add_train_arguments(t: argparse.ArgumentParser) -> None:
     t.add_argument("--dev-steps", type=int, default=10, help="DPM-Solver++ steps of the dev monitor")
     t.add_argument("--dev-cfg", type=_float_tuple, default=(1.0, 2.0), help="dev guidance scales (1,2)")
     t.add_argument("--stop-at", type=int, help="stop after this step (speed checks), budget permitting")
+    t.add_argument(
+        "--patience",
+        type=int,
+        default=0,
+        help="stop when none of the last N dev evaluations improves the best dev FID_cls (0: off)",
+    )
+    t.add_argument(
+        "--min-improvement",
+        type=float,
+        default=0.02,
+        help="relative dev FID_cls improvement that counts for --patience (default 0.02)",
+    )
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--threads", type=int)
 
@@ -339,6 +375,8 @@ def run_train(args: argparse.Namespace) -> dict[str, Any]:
         raise ValueError(f"--budget-minutes must be positive, got {args.budget_minutes}")
     if args.batch_size < 1 or args.warmup < 1 or not 0 <= args.label_dropout < 1 or not 0 < args.ema < 1:
         raise ValueError("need --batch-size >= 1, --warmup >= 1, 0 <= --label-dropout < 1, 0 < --ema < 1")
+    if args.patience < 0 or not 0 <= args.min_improvement < 1 or (args.patience and not args.dev_n):
+        raise ValueError("need --patience >= 0 (with --dev-n > 0) and 0 <= --min-improvement < 1")
     if args.grad_clip <= 0 or args.dev_n < 0 or args.dev_n == 1 or args.dev_steps < 1 or not args.dev_cfg:
         raise ValueError("need --grad-clip > 0, --dev-n 0 or >= 2, --dev-steps >= 1, at least one --dev-cfg")
     return train(args)

@@ -53,6 +53,11 @@ class Trainer:
     def evaluate(self, step: int) -> dict[str, float]:
         return {}
 
+    def converged(self) -> str | None:
+        """Why training should stop early (a validation plateau), or None to go on; asked after every
+        evaluation and on resume."""
+        return None
+
     def save_samples(self, step: int, folder: Path) -> Path | None:
         return None
 
@@ -148,6 +153,9 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
     if budget is not None and spent >= budget:
         bar.message(f"time budget already spent ({spent:.0f} s >= {budget:.0f} s); nothing to train")
         end = start
+    if start < end and (why := trainer.converged()):
+        bar.message(f"converged before step {start}: {why}; nothing to train")
+        end = start
     t_segment = time.perf_counter()
     for step in range(start, end):
         try:
@@ -173,6 +181,9 @@ def fit(trainer: Trainer, lc: LoopConfig, ctx: DistContext) -> dict[str, Any]:
             if ev and ctx.is_main:
                 log.write(done, ev, kind="eval")
                 bar.message(f"eval step {done}: " + " ".join(f"{k} {v:.4g}" for k, v in ev.items()))
+            if done < end and (why := trainer.converged()):
+                bar.message(f"converged at step {done}: {why}")
+                end = done  # a plateau ends the run here: sample, checkpoint and export as at the end
         if _due(done, lc.sample_every, lc.ckpt_every, end):
             path = trainer.save_samples(done, out / "samples")
             if path is not None and ctx.is_main:
