@@ -101,7 +101,7 @@ install_torch() {
 
 # The extras each mode needs; the stamp records what was installed, so a re-run only adds what is missing.
 extras=""
-[ "$want_test" = 1 ] && extras="[test,data,train,eval,server,export,official,browser,marking]"
+[ "$want_test" = 1 ] && extras="[test,data,train,eval,server,export,official,int8,browser,marking]"
 stamp=.venv/.bitdance-setup
 line="torch=${torch_kind} extras=${extras}"
 done_before() { # this mode, or the test mode (a superset), was installed since pyproject.toml last changed

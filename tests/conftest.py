@@ -12,7 +12,6 @@ torch.set_num_threads(1)  # tiny models: one thread is fastest, and CI machines 
 ALLOWED_SKIPS = {
     r"noise-injected decoder but the set recorded no decode_rng_noise": "a property of the fixture set",
     r"this set's 'model' and 'ema' weights are identical": "a property of the fixture set",
-    r"torchao is not installed": "optional third-party int8 backend, in no extra; the built-in one is tested",
     r"root can write into read-only folders": "CI runs as root; the read-only case is covered through /sys",
 }
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")

@@ -91,7 +91,7 @@ def test_missing_dependency():
     pytest.skip("needs apt dataset-fashion-mnist")
 
 def test_allowed():
-    pytest.skip("torchao is not installed (the built-in int8 backend is tested above)")
+    pytest.skip("root can write into read-only folders (the case is covered through /sys)")
 
 def test_passes():
     pass
@@ -106,4 +106,4 @@ def test_ci_fails_a_skip_for_a_missing_dependency(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 1 and "1 failed, 1 passed, 1 skipped" in done.stdout, done.stdout
     assert "FAILED test_cases.py::test_missing_dependency" in done.stdout
-    assert "SKIPPED [1] test_cases.py:8: torchao is not installed" in done.stdout  # CI lists allowed skips
+    assert "SKIPPED [1] test_cases.py:8: root can write into read-only folders" in done.stdout  # CI lists allowed skips
