@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every number the docs report for one model (default: the shipped bitdance-mini), in one resumable command:
-# quality on the held-out split (FID_cls at P = 1/4/16, head steps 10/20/50 and int8; FID_effnet at the
-# defaults; the data-vs-data floor), the tokenizer, prompt adherence (free-form and template suites, seeds
-# 0-3, the same settings), then speed and the int8 report alone on the machine. Then
+# quality on the held-out split (FID_cls at P = 1/4/16, head steps 10/20/50, int8 and the sampler settings
+# `fast` / `fast4` of docs/speed.md; FID_effnet at the defaults; the data-vs-data floor), the tokenizer, prompt
+# adherence (free-form and template suites, seeds 0-3, the same settings; `fast` / `fast4` on the free-form
+# suite only), then speed and the int8 report alone on the machine. Then
 # `bitdance docs collect` + `bitdance adherence-report results` write docs/results/*.json and
 # `bitdance docs build` regenerates every table and number of the docs.
 #
@@ -42,21 +43,23 @@ H=(--data fashion_mnist --split test-heldout)
 # the parallel jobs, longest first (measured on smoke runs; see estimate.txt), then the ones that time the
 # machine and must run alone
 JOBS="adh-freeform-p1 adh-freeform-s50 adh-freeform-int8 adh-freeform-p4 fid-heldout-p1 adh-freeform-p16
-  adh-freeform-s10 fid-heldout fid-heldout-s50 fid-floor adh-default-p1 fid-heldout-int8 fid-heldout-p16
-  fid-heldout-s10 adh-default-s50 adh-default-int8 adh-default-p4 adh-default-p16 adh-default-s10
-  tokenizer-heldout tokenizer-steered"
+  adh-freeform-s10 adh-freeform-fast fid-heldout fid-heldout-s50 fid-floor adh-freeform-fast4 adh-default-p1
+  fid-heldout-int8 fid-heldout-p16 fid-heldout-s10 fid-heldout-fast fid-heldout-fast4 adh-default-s50
+  adh-default-int8 adh-default-p4 adh-default-p16 adh-default-s10 tokenizer-heldout tokenizer-steered"
 ALONE="bench quant versus"
 
 job_cmd() {  # NAME -> CMD (array): the bitdance command line of one job; FULL: images of the full-size run
   local name=$1 out=$EVAL/$1 model=$MODEL
   case $name in
     adh-*)
-      local rest=${name#adh-} suite setting extra=()
+      local rest=${name#adh-} suite setting extra=() args
       suite=${rest%-*} setting=${rest##*-}
       case $setting in
         p4) ;; p1) extra=(--parallel 1) ;; p16) extra=(--parallel 16) ;;
         s10) extra=(--steps 10) ;; s50) extra=(--steps 50) ;; int8) model=$EVAL/int8-model ;;
-        *) echo "error: unknown adherence setting $setting (allowed: p4 p1 p16 s10 s50 int8)" >&2; return 2 ;;
+        fast|fast4) args=$(sampler_args "$setting") || return 2; read -ra extra <<< "$args" ;;
+        *) echo "error: unknown adherence setting $setting (allowed: p4 p1 p16 s10 s50 int8 fast fast4)" >&2
+          return 2 ;;
       esac
       CMD=(eval adherence --model "$model" --prompts "$suite" --split all "${ADH[@]}" --batch-size 64
         --threads 1 "${extra[@]}" --out "$EVAL/adh/$suite-$setting")
@@ -64,11 +67,12 @@ job_cmd() {  # NAME -> CMD (array): the bitdance command line of one job; FULL: 
     fid-heldout) CMD=(eval fid --model "$model" "${H[@]}" --n $N_FID --features cls,effnet --batch-size 64
       --threads 1 --out "$out") FULL=$FULL_FID ;;
     fid-heldout-*)
-      local s=${name#fid-heldout-} extra=()
+      local s=${name#fid-heldout-} extra=() args
       case $s in
         p1) extra=(--parallel 1) ;; p16) extra=(--parallel 16) ;; s10) extra=(--steps 10) ;;
         s50) extra=(--steps 50) ;; int8) model=$EVAL/int8-model ;;
-        *) echo "error: unknown quality setting $s (allowed: p1 p16 s10 s50 int8)" >&2; return 2 ;;
+        fast|fast4) args=$(sampler_args "$s") || return 2; read -ra extra <<< "$args" ;;
+        *) echo "error: unknown quality setting $s (allowed: p1 p16 s10 s50 int8 fast fast4)" >&2; return 2 ;;
       esac
       CMD=(eval fid --model "$model" "${H[@]}" --n $N_FID --features cls --batch-size 64 --threads 1
         "${extra[@]}" --out "$out") FULL=$FULL_FID ;;
@@ -91,6 +95,13 @@ job_cmd() {  # NAME -> CMD (array): the bitdance command line of one job; FULL: 
 suite_size() {  # prompts of a shipped suite (SIZES, looked up once before the workers start)
   local kv; for kv in $SIZES; do [ "${kv%=*}" = "$1" ] && echo "${kv#*=}" && return; done
   echo "error: no size for suite $1" >&2; return 2
+}
+
+sampler_args() {  # a named sampler setting (docs/speed.md) -> its eval arguments (SAMPLERS, resolved once)
+  local kv v; for kv in $SAMPLERS; do
+    [ "${kv%%=*}" = "$1" ] && v=${kv#*=} && echo "--solver ${v%:*} --steps ${v##*:}" && return
+  done
+  echo "error: no sampler setting $1" >&2; return 2
 }
 
 selected() {  # is job $1 kept by $ONLY?
@@ -140,6 +151,14 @@ rm -rf "$EVAL/.claims" "$EVAL/failed.txt"
 echo $JOBS > "$EVAL/jobs.txt"
 SIZES=$($PY -c "from bitdance.evaluation.prompts import load_suite as f
 print(' '.join(f'{s}={len(f(s))}' for s in ('freeform', 'default')))") || exit 2
+# the named sampler settings at this model's default head steps (bitdance.sampling.presets.sampler_settings:
+# fast = em_fast, ceil(steps / 2); fast4 = em_fast, ceil(steps / 4)) as NAME=SOLVER:STEPS
+SAMPLERS=$($PY -c "import json, sys; from pathlib import Path; from bitdance.sampling.presets import sampler_settings
+d = json.loads((Path(sys.argv[1]) / 'model_index.json').read_text()).get('defaults') or {}
+steps = d.get('num_sampling_steps', 20)  # the pipeline's own fallback (BitDancePipeline.defaults)
+for s in ('fast', 'fast4'):
+    k = sampler_settings(s, steps)
+    print(f\"{s}={k['solver']}:{k['num_sampling_steps']}\", end=' ')" "$dir") || exit 2
 mkdir -p "$EVAL/.claims" "$EVAL/adh"
 [ -f "$BASELINE/export/baseline.json" ] || ALONE=${ALONE/versus/}
 
