@@ -3,8 +3,8 @@
 # quality on the held-out split (FID_cls at P = 1/4/16, head steps 10/20/50, int8 and the sampler settings
 # `fast` / `fast4` of docs/speed.md; FID_effnet at the defaults; the data-vs-data floor), the tokenizer, prompt
 # adherence (free-form and template suites, seeds 0-3, the same settings; `fast` / `fast4` on the free-form
-# suite only), then speed and the int8 report alone on the machine. Then
-# `bitdance docs collect` + `bitdance adherence-report results` write docs/results/*.json and
+# suite only), then speed and the int8 report alone on the machine. Then `bitdance docs collect` +
+# `bitdance adherence-report results` + `bitdance docs sampler-quality` write docs/results/*.json and
 # `bitdance docs build` regenerates every table and number of the docs.
 #
 #   bash scripts/eval_default_model.sh [MODEL] [BASELINE]
@@ -183,11 +183,13 @@ fi
 $B docs collect "$EVAL" --out "$RESULTS"
 if [ "$SMOKE" = 1 ]; then
   $B adherence-report results "$EVAL/adh" "$RESULTS" --allow-limited
+  $B docs sampler-quality --results "$RESULTS"
   rm -rf "$EVAL/preview" && mkdir -p "$EVAL/preview" && cp -r README.md docs "$EVAL/preview/"
   $B docs build --root "$EVAL/preview" --results "$RESULTS"
   $B docs estimate "$EVAL" --workers "$WORKERS" | tee "$EVAL/estimate.txt"
 else
   $B adherence-report results "$EVAL/adh" "$RESULTS"
+  $B docs sampler-quality --results "$RESULTS"
   $B docs build
 fi
 if [ -s "$EVAL/failed.txt" ]; then

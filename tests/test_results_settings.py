@@ -240,3 +240,99 @@ def test_estimate_times_the_fid_interval_at_the_full_n(tmp_path: Path, monkeypat
     (est,) = ee.estimate(run)["jobs"]
     assert sorted(calls) == [(8, 128, 200), (1000, 128, 200)]
     assert est["est"] == pytest.approx(6 + (4 - 0.08) * 1000 / 8 + 10)
+
+
+def _adh_report(
+    out: Path, setting: str, overall: float, lo: float, hi: float, solver: str, steps: int
+) -> None:
+    split = {"overall": overall, "overall_ci95": [lo, hi]}
+    rep = {
+        "name": f"adherence_freeform_{setting}",
+        "recipe": {"command": f"adh {setting}", "model_hash": "h", "sampling": {"solver": solver}}
+        | ({"effective_defaults": {"num_sampling_steps": steps}} if setting == "p4" else {})
+        | ({"sampling": {"solver": solver, "num_sampling_steps": steps}} if setting != "p4" else {}),
+        "created": f"2026-01-0{steps % 9 + 1}T00:00:00Z",
+        "metrics": {
+            "overall": overall + 0.1,
+            "overall_ci95": [0, 1],
+            "splits": {"test": split, "dev": split},
+        },
+    }
+    (out / f"{rep['name']}.json").write_text(json.dumps(rep))
+
+
+def test_sampler_quality_applies_the_rule_point_inside_both_reference_intervals(tmp_path: Path) -> None:
+    from bitdance.evaluation.results_collect import collect
+    from bitdance.evaluation.sampler_quality import inside, sampler_quality_report, write_sampler_quality
+
+    run, out = tmp_path / "eval", tmp_path / "results"
+    ref = {"sampling": {"solver": "euler_maruyama", "num_sampling_steps": 20}}
+    _fid_run(run, "fid-heldout", 2.5, 2.2, 2.8, effnet=True, **ref)
+    # fast: both points inside; fast4: its FID interval overlaps the reference's, the point lies outside
+    _fid_run(
+        run, "fid-heldout-fast", 2.79, 2.5, 3.1, sampling={"solver": "em_fast", "num_sampling_steps": 10}
+    )
+    _fid_run(
+        run, "fid-heldout-fast4", 2.81, 2.5, 3.1, sampling={"solver": "em_fast", "num_sampling_steps": 5}
+    )
+    collect(run, out)
+    assert sampler_quality_report(out) is None  # no reference adherence report yet
+    _adh_report(out, "p4", 0.60, 0.55, 0.65, "euler_maruyama", 20)
+    _adh_report(out, "fast", 0.64, 0.58, 0.70, "em_fast", 10)
+    rep = sampler_quality_report(out)
+    rows = {r[0]: r for r in rep["tables"]["equal_quality"]["rows"]}
+    assert rows["reference"][1:4] == ["euler_maruyama, 20", "2.50", "[2.20, 2.80]"]
+    assert rows["reference"][-3:] == ["(reference)"] * 3
+    assert rows["fast"][1:] == [
+        "em_fast, 10",
+        "2.79",
+        "[2.50, 3.10]",
+        "0.640",
+        "[0.580, 0.700]",
+        "yes",
+        "yes",
+        "yes",
+    ]
+    assert rows["fast4"] == ["fast4", "not measured yet", *["-"] * 7]  # FID without adherence: not measured
+    _adh_report(out, "fast4", 0.50, 0.45, 0.55, "em_fast", 5)  # adherence point below the reference's CI
+    rep = sampler_quality_report(out)
+    rows = {r[0]: r for r in rep["tables"]["equal_quality"]["rows"]}
+    assert rows["fast4"][-3:] == ["no", "no", "no"]
+    assert (
+        rep["metrics"]["fast"]["equal_quality"] is True and rep["metrics"]["fast4"]["equal_quality"] is False
+    )
+    verdict = {"fid": "outside", "adherence": "outside", "equal_quality": "not equal quality"}
+    assert rep["metrics"]["fast4"]["verdict"] == verdict and "verdict" not in rep["metrics"]["reference"]
+    assert rep["recipe"]["commands"]["fast4"]["fid"] == "bitdance eval fid fid-heldout-fast4"
+    assert inside(2.8, (2.2, 2.8)) and not inside(2.81, (2.2, 2.8))  # closed interval
+    path = write_sampler_quality(out)
+    assert (
+        rd.load_reports(out)["quality_sampler"]["tables"] == rep["tables"]
+        and path.name == "quality_sampler.json"
+    )
+    per_p = rd.load_reports(out)["quality_per_p"]["tables"]["sampler"]["rows"]
+    assert [r[1] for r in per_p] == ["2.50", "2.79", "2.81"]
+
+
+def test_sampler_quality_refuses_runs_of_two_settings_or_two_weights(tmp_path: Path) -> None:
+    from bitdance.evaluation.results_collect import collect
+    from bitdance.evaluation.results_docs import main
+    from bitdance.evaluation.sampler_quality import sampler_quality_report
+
+    run, out = tmp_path / "eval", tmp_path / "results"
+    _fid_run(
+        run, "fid-heldout", 2.5, 2.2, 2.8, sampling={"solver": "euler_maruyama", "num_sampling_steps": 20}
+    )
+    _fid_run(run, "fid-heldout-fast", 2.6, 2.3, 2.9, sampling={"solver": "em_fast", "num_sampling_steps": 10})
+    collect(run, out)
+    _adh_report(out, "p4", 0.60, 0.55, 0.65, "euler_maruyama", 20)
+    _adh_report(out, "fast", 0.60, 0.55, 0.65, "em_fast", 5)  # not the FID run's steps
+    with pytest.raises(ValueError, match="not one setting"):
+        sampler_quality_report(out)
+    _adh_report(out, "fast", 0.60, 0.55, 0.65, "em_fast", 10)
+    p = out / "adherence_freeform_fast.json"
+    p.write_text(p.read_text().replace('"model_hash": "h"', '"model_hash": "other"'))
+    with pytest.raises(ValueError, match="different weights"):
+        sampler_quality_report(out)
+    with pytest.raises(ValueError, match="lacks the reference"):
+        main(["sampler-quality", "--results", str(tmp_path / "eval")])

@@ -161,6 +161,14 @@ SETTINGS = (
         ),
     ),
     ("int8", ((None, "fp32 (default)"), ("fid-heldout-int8", "int8 (bitdance quantize defaults)"))),
+    (  # the named sampler settings of docs/speed.md (their equal-quality verdict: sampler_quality.py)
+        "sampler",
+        (
+            (None, "reference (default)"),
+            ("fid-heldout-fast", "fast (em_fast, half the head steps)"),
+            ("fid-heldout-fast4", "fast4 (em_fast, a quarter of the head steps)"),
+        ),
+    ),
 )
 SETTING_COLUMNS = [
     "setting",
@@ -200,7 +208,15 @@ def per_p_report(run: Path) -> dict[str, Any] | None:
             acc_s = f"{acc:.3f}" if acc is not None else "-"
             rows.append([label, *_fid_cells(cls, 2), over, acc_s, n, _method(ci)])
             key = what or "fid-heldout"
-            metrics[key] = {"fid_cls": cls["fid"], "fid_cls_ci95": ci, "class_accuracy": acc, "n": n}
+            sampling = raw["recipe"].get("sampling", {})
+            metrics[key] = {
+                "fid_cls": cls["fid"],
+                "fid_cls_ci95": ci,
+                "class_accuracy": acc,
+                "n": n,
+                "solver": sampling.get("solver"),
+                "num_sampling_steps": sampling.get("num_sampling_steps"),
+            }
             commands[key] = raw["recipe"]["command"]
         tables[table_id] = {"columns": SETTING_COLUMNS, "rows": rows}
     floor = _raw(run, "fid-floor")

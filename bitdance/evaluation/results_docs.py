@@ -18,6 +18,7 @@ its report, or whose report / path is missing.
     bitdance docs check [--root DIR] [--results DIR]
     bitdance docs collect RUNS_EVAL [--out docs/results]   (raw evaluation reports -> committed reports)
     bitdance docs estimate RUNS_EVAL [--workers 2]   (full-run wall time from a SMOKE=1 run's timings)
+    bitdance docs sampler-quality [--results docs/results]   (equal-quality table of the sampler settings)
 """
 
 from __future__ import annotations
@@ -269,7 +270,22 @@ def main(argv: list[str] | None = None) -> int:
     e = sub.add_parser("estimate", help="wall time of the full evaluation from a SMOKE=1 run's timings")
     e.add_argument("runs", help="folder of a smoke run (scripts/eval_default_model.sh with SMOKE=1)")
     e.add_argument("--workers", type=int, default=2, help="parallel processes of the full run (default 2)")
+    q = sub.add_parser("sampler-quality", help="equal-quality table of the sampler settings (docs/speed.md)")
+    q.add_argument("--results", default=str(RESULTS_DIR), help=f"report folder (default {RESULTS_DIR})")
     args = p.parse_args(argv)
+    if args.what == "sampler-quality":
+        from .sampler_quality import write_sampler_quality
+
+        if not Path(args.results).is_dir():
+            raise ValueError(f"no report folder {args.results!r}")
+        path = write_sampler_quality(args.results)
+        if path is None:
+            raise ValueError(
+                f"{args.results!r} lacks the reference's reports (quality_per_p.json with fid-heldout, "
+                "adherence_freeform_p4.json); run scripts/eval_default_model.sh"
+            )
+        print(f"wrote {path}")
+        return 0
     if args.what == "collect":
         from .results_collect import collect
 
