@@ -104,15 +104,8 @@ def sampler_quality_report(results: str | Path) -> dict[str, Any] | None:
         if fid is None or adh is None:
             continue
         m = {**fid, **_adherence(adh)}
-        if (
-            m["fid_solver"]
-            and m["adherence_solver"]
-            and (m["fid_solver"], m["fid_steps"])
-            != (
-                m["adherence_solver"],
-                m["adherence_steps"],
-            )
-        ):
+        fid_run, adh_run = (m["fid_solver"], m["fid_steps"]), (m["adherence_solver"], m["adherence_steps"])
+        if m["fid_solver"] and m["adherence_solver"] and fid_run != adh_run:
             raise ValueError(
                 f"setting {setting!r}: the FID run used {m['fid_solver']} at {m['fid_steps']} steps, the "
                 f"adherence run {m['adherence_solver']} at {m['adherence_steps']}: not one setting"
