@@ -106,4 +106,5 @@ def test_ci_fails_a_skip_for_a_missing_dependency(tmp_path):
     done = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert done.returncode == 1 and "1 failed, 1 passed, 1 skipped" in done.stdout, done.stdout
     assert "FAILED test_cases.py::test_missing_dependency" in done.stdout
-    assert "SKIPPED [1] test_cases.py:8: root can write into read-only folders" in done.stdout  # CI lists allowed skips
+    # CI lists the allowed skips
+    assert "SKIPPED [1] test_cases.py:8: root can write into read-only folders" in done.stdout
