@@ -1,7 +1,9 @@
 """The red-team suite (`bitdance/assets/safety/redteam.jsonl`): loading, measuring, choosing settings.
 
-Each line: {"prompt", "label": "block"|"allow", "category", "tactic", "split": "dev"|"test"}. Only the
-dev split may be looked at when writing rules or choosing the semantic threshold; test is reported.
+Each line: {"prompt", "label": "block"|"allow", "category", "tactic", "split"} and, for rows added
+later, "source". Splits: dev / test (the first rows) and dev2 / test2 (fresh rows written on 2026-12-04,
+`scripts/safety/fresh_rows.py`). Only the dev splits (STEER_SPLITS) may be looked at when writing rules
+or training rows or choosing the semantic thresholds; test and test2 (HELD_OUT) are only reported.
 """
 
 from __future__ import annotations
@@ -16,7 +18,9 @@ from typing import Any
 from bitdance.safety.jsonl import jsonl_rows
 from bitdance.safety.matcher import CATEGORIES
 
-SPLITS = ("dev", "test")
+SPLITS = ("dev", "test", "dev2", "test2")
+STEER_SPLITS = ("dev", "dev2")  # the splits that may steer rules, training rows and thresholds
+HELD_OUT = ("test", "test2")  # measured once and reported; their misses are counted, never listed
 SUITE_FILE = "redteam.jsonl"
 GUARD_FILE = "benign_guard.jsonl"  # benign near-misses no chosen setting may block
 MAX_DEV_FP = 0.01  # the threshold rule keeps dev false positives at or below half the 2% target
@@ -235,7 +239,8 @@ def failures(
     cases: Sequence[Case], blocked: Sequence[bool], rules: Sequence[str | None]
 ) -> list[dict[str, Any]]:
     """Every case the filter got wrong (missed must-block prompts and false positives), except on the
-    test split: test is measured, never studied, so its misses are only counted (`summarize`)."""
+    held-out splits: test and test2 are measured, never studied, so their misses are only counted
+    (`summarize`)."""
     return [
         {
             "split": c.split,
@@ -246,5 +251,5 @@ def failures(
             "rule": r,
         }
         for c, b, r in zip(cases, blocked, rules)
-        if b != (c.label == "block") and c.split != "test"
+        if b != (c.label == "block") and c.split not in HELD_OUT
     ]
