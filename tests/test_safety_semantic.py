@@ -58,10 +58,37 @@ def test_suite_size_categories_and_splits() -> None:
 
 def test_suite_splits_are_stratified() -> None:
     strata = Counter((c.label, c.category, c.split) for c in SUITE)
-    for label in ("block", "allow"):
-        for cat in CATEGORIES:
-            dev, test = strata[(label, cat, "dev")], strata[(label, cat, "test")]
-            assert abs(dev - test) <= max(4, 0.2 * (dev + test)), (label, cat, dev, test)
+    for dev_name, test_name in (("dev", "test"), ("dev2", "test2")):
+        for label in ("block", "allow"):
+            for cat in CATEGORIES:
+                dev, test = strata[(label, cat, dev_name)], strata[(label, cat, test_name)]
+                assert dev and test, (label, cat, dev_name)
+                assert abs(dev - test) <= max(4, 0.2 * (dev + test)), (label, cat, dev, test)
+
+
+def test_fresh_rows_are_the_scripted_split_of_the_written_prompts() -> None:
+    """dev2/test2 come from scripts/safety/fresh_rows.py: sha256 order within (label, category),
+    alternating; an obfuscated copy keeps its original's split; they are new prompts."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "safety" / "fresh_rows.py"
+    spec = importlib.util.spec_from_file_location("fresh_rows", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = mod.fresh_rows(mod.read_prompts(mod.TEXT))
+    shipped = [json.loads(line) for line in (assets_dir() / SUITE_FILE).read_text().splitlines() if line]
+    fresh = [r for r in shipped if r.get("source") == mod.SOURCE]
+    assert fresh == rows and {r["split"] for r in fresh} == {"dev2", "test2"}
+    assert not [r for r in shipped if r.get("source") != mod.SOURCE and r["split"] in ("dev2", "test2")]
+    by_label = Counter(r["label"] for r in fresh)
+    assert by_label["allow"] >= 400 and by_label["block"] >= 250
+    obfuscated = [r for r in fresh if r["tactic"] in mod.OBFUSCATIONS]
+    assert len({r["tactic"] for r in obfuscated}) == len(mod.OBFUSCATIONS)
+    for before, r in zip(fresh, fresh[1:]):  # a copy comes right after its original
+        if r["tactic"] in mod.OBFUSCATIONS:
+            assert before["tactic"] not in mod.OBFUSCATIONS and before["split"] == r["split"]
+            assert (before["label"], before["category"]) == (r["label"], r["category"])
 
 
 def test_training_list_never_contains_suite_prompts() -> None:
@@ -373,6 +400,23 @@ def test_choose_settings_respects_dev_false_positive_cap() -> None:
     assert r["blocked"] is None and r["n_block"] == 0
 
 
+def test_choose_settings_caps_false_positives_on_each_dev_split() -> None:
+    # dev: 4 must-block prompts and 100 benign ones far from them; dev2: 100 benign, two near-misses at 0.6
+    labels = ["block"] * 4 + ["allow"] * 200
+    sim_block = [0.9, 0.9, 0.6, 0.6] + [0.1] * 100 + [0.6] * 2 + [0.2] * 98
+    sim_allow = [0.0] * 204
+    splits = ["dev"] * 104 + ["dev2"] * 100
+    # pooled, 2/200 = 1% passes the cap, so 0.6 blocks every must-block prompt
+    t, m, ct, dev = choose_settings([False] * 204, labels, sim_block, sim_allow)
+    assert t == 0.6 and dev["blocked"] == 1.0 and dev["false_positive"] == 0.01
+    # per split, dev2 would have 2/100 = 2%: the threshold has to rise above the near-misses
+    t, m, ct, dev = choose_settings([False] * 204, labels, sim_block, sim_allow, splits=splits)
+    assert t > 0.6 and dev["blocked"] == 0.5 and dev["dev2"]["false_positive"] == 0.0
+    assert dev["dev"] == {"blocked": 0.5, "false_positive": 0.0, "n": 104}
+    with pytest.raises(ValueError, match="splits has 3 entries"):
+        choose_settings([False] * 204, labels, sim_block, sim_allow, splits=["dev"] * 3)
+
+
 def test_choose_settings_never_blocks_a_guard_prompt() -> None:
     labels = ["block"] * 8 + ["allow"] * 100
     sim_block = [0.0] * 108
@@ -442,6 +486,13 @@ def test_filter_check_suite_report(tmp_path) -> None:
     assert rep["recipe"]["semantic"] is None and rep["tables"]["rates"]["columns"][1] == "blocked (%)"
     bad = subprocess.run([*cmd, "a prompt too"], capture_output=True, text=True)
     assert bad.returncode == 2 and bad.stderr.startswith("error:") and "Traceback" not in bad.stderr
+    only_dev = subprocess.run(
+        [*cmd, "--split", "dev,dev2", "--report", str(out)], capture_output=True, text=True
+    )
+    assert only_dev.returncode == 0, only_dev.stderr
+    assert set(json.loads(out.read_text())["metrics"]["splits"]) == {"dev"}
+    bad = subprocess.run([*cmd, "--split", "dev,tset"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "--split must be 'all' or a comma list of" in bad.stderr
 
 
 def test_committed_report_matches_the_shipped_suite_rules_and_index() -> None:

@@ -29,7 +29,12 @@ def build_parser() -> Parser:
     p.add_argument("--json", action="store_true", help="print the verdict as JSON")
     p.add_argument("--explain", action="store_true", help="print a longer explanation")
     p.add_argument("--suite", help="measure a red-team suite: 'redteam' (shipped) or a JSONL path")
-    p.add_argument("--split", default="all", choices=["all", "dev", "test"], help="suite split (default all)")
+    p.add_argument(
+        "--split",
+        "--splits",
+        default="all",
+        help="suite splits: 'all' (default) or a comma list of dev, test, dev2, test2 (e.g. dev,dev2)",
+    )
     p.add_argument("--report", help="with --suite: write the results report (JSON) here")
     return p
 
@@ -41,6 +46,7 @@ def main(argv: list[str]) -> int:
     args = build_parser().parse_args(argv)
     if (args.suite is None) == (args.prompt is None):
         raise ValueError("give either a prompt or --suite (not both)")
+    wanted_splits(args.split)
     if args.report and not args.suite:
         raise ValueError("--report needs --suite")
     rules = RuleSet.from_file(args.rules) if args.rules else None
@@ -97,7 +103,7 @@ def run_suite(
     path = assets_dir() / SUITE_FILE if suite == "redteam" else Path(suite)
     if not path.is_file():
         raise ValueError(f"--suite must be 'redteam' or a JSONL file; {path} is not a file")
-    cases = [c for c in load_suite(path) if split in ("all", c.split)]
+    cases = [c for c in load_suite(path) if c.split in wanted_splits(split)]
     t0 = time.perf_counter()
     if flt.mode != "off" and flt.semantic is not None:
         flt.check("warm up: load the encoder")
@@ -198,6 +204,17 @@ def run_suite(
         text = json.dumps(report, indent=1, ensure_ascii=False) + "\n"
         atomic_write_bytes(Path(report_path), text.encode("utf-8"))
     return report
+
+
+def wanted_splits(split: str) -> tuple[str, ...]:
+    """The splits named by --split: 'all' or a comma list of suite splits."""
+    from ..safety.redteam import SPLITS  # noqa: PLC0415
+
+    names = SPLITS if split == "all" else tuple(s.strip() for s in split.split(","))
+    bad = [s for s in names if s not in SPLITS]
+    if bad or not names:
+        raise ValueError(f"--split must be 'all' or a comma list of {', '.join(SPLITS)}; got {split!r}")
+    return names
 
 
 def _pct(x: float | None) -> str:

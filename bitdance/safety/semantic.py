@@ -18,7 +18,7 @@ sim_block / sim_allow are the cosine similarities of the nearest must-block / be
 labelled embeddings. A long prompt is also scored in overlapping chunks of CHUNK_WORDS words (at most
 MAX_CHUNKS), so harm late in a long prompt is not averaged away. The verdict names the nearest
 must-block example, both similarities and the classifier score. threshold, margin and clf_threshold
-are chosen on the red-team suite's dev split by `bitdance filter-train` (docs/safety.md).
+are chosen on the red-team suite's dev splits (dev, dev2) by `bitdance filter-train` (docs/safety.md).
 
 The encoder is loaded on the first prompt that reaches this layer (never when filtering is off), or
 an already-loaded one is passed in (`Embedder(encoder)`, `ContentFilter(encoder=...)`).
