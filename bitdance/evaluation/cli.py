@@ -190,7 +190,7 @@ def build_bench_parser() -> argparse.ArgumentParser:
         help="named sampler settings vs reference: official B-16x shape, the model at batch 1 and 16, "
         "README command, training samples/s",
     )
-    s.add_argument("--settings", default="reference,fast-exact,fast", help="settings for the model")
+    s.add_argument("--settings", default="reference,fast-exact,fast,fast4", help="settings for the model")
     s.add_argument("--official-settings", default="reference,fast-exact,fast4", help="settings at B-16x")
     s.add_argument("--skip", default="", help="comma list of sections to skip: official, readme, training")
     t = p.add_argument_group("--training-speed (docs/speed.md)")

@@ -220,7 +220,7 @@ def training_samples_per_second(preset: str = "mini", batch: int = 32, rounds: i
 
 def bench_sampler_speed(
     pipe: Any,
-    settings: Sequence[str] = ("reference", "fast-exact", "fast"),
+    settings: Sequence[str] = ("reference", "fast-exact", "fast", "fast4"),
     official_settings: Sequence[str] = ("reference", "fast-exact", "fast4"),
     batch_sizes: Sequence[int] = (1, 16),
     repeats: int = 3,
