@@ -105,11 +105,12 @@ def test_bench_sampler_speed_writes_shared_report(tmp_path, capsys):
     doc = json.loads((out / "speed_sampler.json").read_text())
     assert doc["name"] == "speed_sampler" and doc["recipe"]["command"].startswith("bitdance bench")
     table = doc["tables"]["sampler_speed"]
-    assert len(table["rows"]) == 2 * 3 and table["columns"][1] == "setting"
+    assert len(table["rows"]) == 2 * 4 and table["columns"][1] == "setting"  # 2 batch sizes x 4 settings
     sec = doc["metrics"]["sections"]["model"][0]
     rows = {r["setting"]: r for r in sec["rows"]}
     assert rows["reference"]["speedup_vs_reference"] == 1.0
     assert rows["fast"]["num_sampling_steps"] * 2 == rows["reference"]["num_sampling_steps"]
+    assert rows["fast4"]["num_sampling_steps"] * 4 == rows["reference"]["num_sampling_steps"]
     # fewer head steps -> fewer FLOPs per image; same steps -> nearly the same FLOPs
     assert rows["fast"]["gflop_per_image"] < rows["reference"]["gflop_per_image"]
     assert rows["fast-exact"]["gflop_per_image"] == pytest.approx(
