@@ -160,6 +160,12 @@ def build_eval_parser() -> argparse.ArgumentParser:
     e.add_argument("--n", type=int, default=12, help="tasks per category (default 12)")
     e.add_argument("--seeds", type=_int_list, default=[0, 1, 2, 3], help="seeds per task (default 0,1,2,3)")
     e.add_argument("--methods", default="substitute,joint,kept_first", help="edit methods to compare")
+    e.add_argument(
+        "--sensitivity-detail",
+        action="store_true",
+        help="also write <out>/sensitivity_detail/report.json: what the regenerated tokens are at positions "
+        "that are the same / differ for both sources (background token, decoded patch black)",
+    )
     _sampling(e)
     _common(e, "runs/eval/edit")
     return p

@@ -32,6 +32,7 @@ from ..data.shapes import caption_scene, render_scene, sample_scene
 from ..generator.patches import order_for
 from ..pipeline.editing import token_keep
 from .adherence import AdherenceScorer
+from .edit_sensitivity import black_cells, detail_tables, edit_records, summarize
 from .suites import expect_from_scene
 
 STREAM = "bitdance/edit-bench"
@@ -152,8 +153,10 @@ def evaluate_edits(
     methods: tuple[str, ...] = METHODS,
     sampling: dict[str, Any] | None = None,
     scorer: AdherenceScorer | None = None,
+    detail: bool = False,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns metrics per method and the task list (prompts, categories)."""
+    """Run the benchmark; returns metrics per method and the task list (prompts, categories). ``detail``:
+    also the sensitivity detail (`edit_sensitivity.py`) under "sensitivity_detail"."""
     kw = dict(sampling or {})
     size = pipe.generator.config.grid_size[0] * pipe.tokenizer.downsample
     p = kw.get("parallel_num") or pipe.defaults["parallel_num"]
@@ -173,6 +176,9 @@ def evaluate_edits(
     sens_cat: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in methods}
     times: dict[str, float] = {m: 0.0 for m in ("plain", *methods)}
     n_seeds = len(seeds)
+    records: list[dict[str, Any]] = []
+    if detail:
+        bg_bits = pipe.tokenizer.encode(torch.full((1, 3, size, size), -1.0))[0]  # a plain black image
     for i, t in enumerate(tasks):
         keep = token_keep(torch.from_numpy(t["mask"]), f)
         classes = position_classes(keep, p)
@@ -195,6 +201,11 @@ def evaluate_edits(
                     differs = float(not torch.equal(out.bits[s][:, y, x], other.bits[s][:, y, x]))
                     sens[m][cls].append(differs)
                     sens_cat[m][t["category"]].append(differs)
+            if detail:
+                src_black = tuple(black_cells(np.asarray(x["image"]), f) for x in (t, tasks[partner[i]]))
+                records += edit_records(
+                    pipe.tokenizer, m, t["category"], classes, (out.bits, other.bits), bg_bits, src_black
+                )
     metrics: dict[str, Any] = {}
     for m in methods:
         cats = {}
@@ -220,7 +231,9 @@ def evaluate_edits(
             },
             "time_vs_plain": times[m] / times["plain"],
         }
+    extra = {"sensitivity_detail": summarize(records)} if detail else {}
     return {
+        **extra,
         "metrics": metrics,
         "seconds": times,
         "tasks": [{"category": t["category"], "prompt": t["prompt"]} for t in tasks],
@@ -298,7 +311,8 @@ def run_edit_bench(args: Any, argv: list[str], pipe: Any, sampling: dict[str, An
     methods = tuple(check_method(m.strip()) for m in args.methods.split(",") if m.strip())
     if not methods:
         raise ValueError("--methods must name at least one of substitute, joint, kept_first")
-    res = evaluate_edits(pipe, args.n, list(args.seeds), methods, sampling)
+    detail = bool(getattr(args, "sensitivity_detail", False))
+    res = evaluate_edits(pipe, args.n, list(args.seeds), methods, sampling, detail=detail)
     rec = recipe(
         ["bitdance", "eval", *argv],
         args.device,
@@ -337,4 +351,33 @@ def run_edit_bench(args: Any, argv: list[str], pipe: Any, sampling: dict[str, An
             f"{v['sensitivity']['all']['fraction']:.3f}, time {v['time_vs_plain']:.2f}x plain"
         )
     print(f"wrote {paths['json']} and {paths['markdown']}")
+    if detail:
+        _write_detail(args, report, res["sensitivity_detail"])
     return 0
+
+
+def _write_detail(args: Any, report: dict[str, Any], summary: dict[str, Any]) -> None:
+    """<out>/sensitivity_detail/report.json: the sensitivity detail, named edit_sensitivity_detail."""
+    from pathlib import Path  # noqa: PLC0415
+
+    from .edit_sensitivity import BLACK_MAX  # noqa: PLC0415
+    from .report import write_report  # noqa: PLC0415
+
+    rec = {
+        **report["recipe"],
+        "diagnostic": "edit_sensitivity.py: flags of both edits at each regenerated position (seed); not the "
+        "benchmark's sensitivity, which 'sensitivity' here reproduces",
+        "black_max_uint8": BLACK_MAX,
+    }
+    tables = detail_tables(summary)
+    rep = {**report, "name": "edit_sensitivity_detail", "recipe": rec, "metrics": summary, "tables": tables}
+    rep.pop("files", None)
+    md = "# Edit benchmark: sensitivity detail\n\n" + md_from_tables(tables)
+    paths = write_report(Path(args.out) / "sensitivity_detail", rep, md)
+    for m, d in summary.items():
+        a = d["all"]
+        print(
+            f"{m}: same positions {a['same']['n']}, black in both {a['same']['black_both']:.3f}; sensitivity "
+            f"excluding black-in-both {a['excluding_black_both']['fraction']:.3f}"
+        )
+    print(f"wrote {paths['json']}")
