@@ -58,6 +58,7 @@ def test_records_and_summary_split_same_and_differing_positions():
     assert a["same"]["n"] == 2 and a["same"]["black_both"] == 0.5 and a["same"]["bg_token_both"] == 0.5
     assert a["differs"]["n"] == 1 and a["differs"]["mean_bits_differing"] == 3.0
     assert a["excluding_black_both"] == {"fraction": 0.5, "n": 2}  # position 0 (black in both) left out
+    assert a["within_black_both"] == {"fraction": 0.0, "n": 1} and a["within_source_black_both"]["n"] == 3
     assert s["joint"]["after"]["n"] == 2 and "inside" not in s["joint"]
     assert s["joint"]["by_category"]["count_colour"]["before"]["sensitivity"] == 0.0
     k = s["kept_first"]["inside"]

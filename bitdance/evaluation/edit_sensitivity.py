@@ -109,8 +109,8 @@ def _group(recs: list[dict[str, Any]]) -> dict[str, Any]:
             d[f"{k}_both"] = float(np.mean([r[k] for r in rs])) if rs else None
         return d
 
-    def restricted(flag: str) -> dict[str, Any]:
-        rs = [r for r in recs if not r[flag]]
+    def restricted(flag: str, holds: bool = False) -> dict[str, Any]:
+        rs = [r for r in recs if r[flag] == holds]
         return {"fraction": float(np.mean([r["differs"] for r in rs])) if rs else None, "n": len(rs)}
 
     return {
@@ -123,6 +123,8 @@ def _group(recs: list[dict[str, Any]]) -> dict[str, Any]:
         },
         "excluding_black_both": restricted("black"),
         "excluding_source_black_both": restricted("source_black"),
+        "within_black_both": restricted("black", True),
+        "within_source_black_both": restricted("source_black", True),
     }
 
 
