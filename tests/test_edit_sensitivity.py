@@ -64,5 +64,6 @@ def test_records_and_summary_split_same_and_differing_positions():
     k = s["kept_first"]["inside"]
     assert k["same"]["source_black_both"] == 0.0  # partner source not black at (0, 1)
     assert k["excluding_black_both"] == {"fraction": None, "n": 0}  # its only position is black in both
+    assert detail_tables(s)["summary"]["rows"][0][:4] == ["joint", "all", "0.333", "2 / 3"]
     rows = detail_tables(s)["detail"]["rows"]
     assert rows[0][:5] == ["joint", "all", "all", 3, "0.333"] and all(len(r) == len(rows[0]) for r in rows)

@@ -189,7 +189,37 @@ def detail_tables(summary: dict[str, Any]) -> dict[str, Any]:
                         s["excluding_black_both"]["n"],
                     ]
                 )
+    summary_rows = []
+    for m, d in summary.items():
+        for cls in ("all", *CLASSES):
+            if cls in d:
+                s = d[cls]
+                summary_rows.append(
+                    [
+                        m,
+                        cls,
+                        _f(s["sensitivity"]),
+                        f"{s['same']['n']} / {s['n']}",
+                        _f(s["same"]["black_both"]),
+                        _f(s["within_black_both"]["fraction"]),
+                        _f(s["excluding_black_both"]["fraction"]),
+                        _f(s["excluding_source_black_both"]["fraction"]),
+                    ]
+                )
     return {
+        "summary": {
+            "columns": [
+                "method",
+                "group",
+                "sensitivity (benchmark)",
+                "same / positions x seeds",
+                "same: decoded patch black in both",
+                "sensitivity within black-in-both",
+                "sensitivity excluding black-in-both (diagnostic)",
+                "excluding source cell black in both (diagnostic)",
+            ],
+            "rows": summary_rows,
+        },
         "detail": {
             "columns": [
                 "method",
@@ -206,5 +236,5 @@ def detail_tables(summary: dict[str, Any]) -> dict[str, Any]:
                 "n excluding",
             ],
             "rows": rows,
-        }
+        },
     }
