@@ -67,3 +67,20 @@ def test_records_and_summary_split_same_and_differing_positions():
     assert detail_tables(s)["summary"]["rows"][0][:4] == ["joint", "all", "0.333", "2 / 3"]
     rows = detail_tables(s)["detail"]["rows"]
     assert rows[0][:5] == ["joint", "all", "all", 3, "0.333"] and all(len(r) == len(rows[0]) for r in rows)
+
+
+def test_cli_flag_writes_a_detail_that_reproduces_the_benchmark_sensitivity(tmp_path):
+    import json
+
+    from bitdance.evaluation.cli import main
+
+    out = tmp_path / "edit"
+    argv = ["eval", "edit", "--model", "random:tiny-text", "--n", "2", "--seeds", "0", "--methods", "joint"]
+    assert main([*argv, "--steps", "2", "--out", str(out), "--sensitivity-detail"]) == 0
+    bench = json.loads((out / "report.json").read_text())
+    detail = json.loads((out / "sensitivity_detail" / "report.json").read_text())
+    assert detail["name"] == "edit_sensitivity_detail" and "sensitivity_detail" not in bench["metrics"]
+    for cls in ("all", "before", "inside", "after"):
+        want = bench["metrics"]["joint"]["sensitivity"][cls]
+        assert detail["metrics"]["joint"][cls]["sensitivity"] == want["fraction"]
+        assert detail["metrics"]["joint"][cls]["n"] == want["n"]
