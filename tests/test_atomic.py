@@ -19,6 +19,7 @@ from bitdance.core.atomic import (
     atomic_folder,
     atomic_write_bytes,
     backup_path,
+    default_dir_mode,
     default_file_mode,
     recover_folder,
     replace_folder,
@@ -144,6 +145,21 @@ def test_folder_replaced_whole_and_error_keeps_old(tmp_path):
     with atomic_folder(out) as tmp:
         _write_gen(tmp, 3)
     assert _generation(out) == 3 and _leftovers(tmp_path, "out") == []
+
+
+def test_replaced_folder_has_the_default_folder_mode(tmp_path):
+    out = tmp_path / "out"
+    old = os.umask(0o022)
+    try:
+        with atomic_folder(out) as tmp:
+            _write_gen(tmp, 1)
+        assert (out.stat().st_mode & 0o777) == 0o755 == default_dir_mode()  # not mkdtemp's private 0o700
+        os.umask(0o027)
+        with atomic_folder(out) as tmp:
+            _write_gen(tmp, 2)
+        assert (out.stat().st_mode & 0o777) == 0o750  # the umask decides, as for os.mkdir
+    finally:
+        os.umask(old)
 
 
 def test_keep_others_carries_files_the_writer_does_not_own(tmp_path):

@@ -38,6 +38,14 @@ def default_file_mode() -> int:
     return 0o666 & ~mask
 
 
+def default_dir_mode() -> int:
+    """The mode a plain ``os.mkdir`` would give a new folder (0o777 minus the umask); mkdtemp's folders are
+    0o700, which would make every atomically written output folder private to its owner."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o777 & ~mask
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """fsync a directory so the renames inside it survive a power loss (no-op where unsupported)."""
     try:
@@ -125,7 +133,9 @@ def temp_folder(final: str | os.PathLike) -> Path:
     """A new empty temp sibling of `final`, named so that ``recover_folder`` can tell its writer."""
     final = Path(final)
     final.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp"))
+    tmp = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}.{os.getpid()}.", suffix=".tmp"))
+    os.chmod(tmp, default_dir_mode())
+    return tmp
 
 
 @contextmanager
