@@ -146,6 +146,21 @@ def test_stale_index_is_refused(tmp_path) -> None:
         SemanticIndex.load(tmp_path)
 
 
+def test_saved_index_files_are_whole_with_the_default_mode(tmp_path) -> None:
+    from bitdance.core.atomic import default_file_mode
+
+    train = tmp_path / "train.jsonl"
+    rows = [{"prompt": "a red sneaker", "label": "allow", "category": "none"}]
+    rows.append({"prompt": "a gory massacre", "label": "block", "category": "graphic_violence"})
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    index = SemanticIndex.build(read_examples(train), threshold=0.9, margin=0.0)
+    index.save(tmp_path, {}, train)
+    for name in ("semantic_index.safetensors", "semantic_index.json"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == default_file_mode()  # not safetensors' 0o600
+    assert not [p.name for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # no temp file left
+    assert SemanticIndex.load(tmp_path).texts == [r["prompt"] for r in rows]
+
+
 # --- normalisation for the encoder -------------------------------------------------------------
 
 

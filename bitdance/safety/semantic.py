@@ -38,6 +38,7 @@ from typing import Any
 
 import torch
 
+from bitdance.core.atomic import atomic_write_bytes, atomic_write_with
 from bitdance.safety.jsonl import jsonl_rows
 from bitdance.safety.matcher import CATEGORIES
 from bitdance.safety.normalize import reading
@@ -411,7 +412,7 @@ class SemanticIndex:
         if self.classifier is not None:
             data["classifier.weight"] = self.classifier.weight.float().contiguous()
             data["classifier.bias"] = self.classifier.bias.float().contiguous()
-        save_file(data, str(tensors))
+        atomic_write_with(tensors, lambda tmp: save_file(data, str(tmp)))  # whole file, default mode
         info = {
             **meta,
             "threshold": self.threshold,
@@ -427,7 +428,7 @@ class SemanticIndex:
             "domain_sha256": None if domain_file is None else sha256_file(domain_file),
             "embeddings_sha256": sha256_file(tensors),
         }
-        (folder / f"{INDEX_NAME}.json").write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
+        atomic_write_bytes(folder / f"{INDEX_NAME}.json", (json.dumps(info, indent=1) + "\n").encode("utf-8"))
 
     @classmethod
     def load(cls, folder: str | Path, embedder: Embedder | None = None) -> SemanticIndex:
