@@ -60,7 +60,7 @@ def test_suite_size_categories_and_splits() -> None:
 
 def test_suite_splits_are_stratified() -> None:
     strata = Counter((c.label, c.category, c.split) for c in SUITE)
-    for dev_name, test_name in (("dev", "test"), ("dev2", "test2")):
+    for dev_name, test_name in (("dev", "test"), ("dev2", "test2"), ("dev3", "test3")):
         for label in ("block", "allow"):
             for cat in CATEGORIES:
                 dev, test = strata[(label, cat, dev_name)], strata[(label, cat, test_name)]
@@ -69,8 +69,8 @@ def test_suite_splits_are_stratified() -> None:
 
 
 def test_fresh_rows_are_the_scripted_split_of_the_written_prompts() -> None:
-    """dev2/test2 come from scripts/safety/fresh_rows.py: sha256 order within (label, category),
-    alternating; an obfuscated copy keeps its original's split; they are new prompts."""
+    """dev2/test2 and dev3/test3 come from scripts/safety/fresh_rows.py: per round, sha256 order within
+    (label, category), alternating; an obfuscated copy keeps its original's split; they are new prompts."""
     import importlib.util
     from pathlib import Path
 
@@ -78,19 +78,23 @@ def test_fresh_rows_are_the_scripted_split_of_the_written_prompts() -> None:
     spec = importlib.util.spec_from_file_location("fresh_rows", path)
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    rows = mod.fresh_rows(mod.read_prompts(mod.TEXT))
     shipped = [json.loads(line) for line in (assets_dir() / SUITE_FILE).read_text().splitlines() if line]
-    fresh = [r for r in shipped if r.get("source") == mod.SOURCE]
-    assert fresh == rows and {r["split"] for r in fresh} == {"dev2", "test2"}
-    assert not [r for r in shipped if r.get("source") != mod.SOURCE and r["split"] in ("dev2", "test2")]
-    by_label = Counter(r["label"] for r in fresh)
-    assert by_label["allow"] >= 400 and by_label["block"] >= 250
-    obfuscated = [r for r in fresh if r["tactic"] in mod.OBFUSCATIONS]
-    assert len({r["tactic"] for r in obfuscated}) == len(mod.OBFUSCATIONS)
-    for before, r in zip(fresh, fresh[1:]):  # a copy comes right after its original
-        if r["tactic"] in mod.OBFUSCATIONS:
-            assert before["tactic"] not in mod.OBFUSCATIONS and before["split"] == r["split"]
-            assert (before["label"], before["category"]) == (r["label"], r["category"])
+    at_least = {"fresh-2026-12-04": (400, 250), "fresh-2026-12-06": (330, 320)}  # (allow, block)
+    assert {rnd.source for rnd in mod.ROUNDS} == set(at_least)
+    for rnd in mod.ROUNDS:
+        rows = mod.fresh_rows(mod.read_prompts(rnd.text), rnd)
+        fresh = [r for r in shipped if r.get("source") == rnd.source]
+        assert fresh == rows and {r["split"] for r in fresh} == set(rnd.splits)
+        assert not [r for r in shipped if r.get("source") != rnd.source and r["split"] in rnd.splits]
+        by_label = Counter(r["label"] for r in fresh)
+        allow, block = at_least[rnd.source]
+        assert by_label["allow"] >= allow and by_label["block"] >= block, (rnd.source, by_label)
+        obfuscated = [r for r in fresh if r["tactic"] in mod.OBFUSCATIONS]
+        assert len({r["tactic"] for r in obfuscated}) == len(mod.OBFUSCATIONS)
+        for before, r in zip(fresh, fresh[1:]):  # a copy comes right after its original
+            if r["tactic"] in mod.OBFUSCATIONS:
+                assert before["tactic"] not in mod.OBFUSCATIONS and before["split"] == r["split"]
+                assert (before["label"], before["category"]) == (r["label"], r["category"])
 
 
 def test_training_list_never_contains_suite_prompts() -> None:

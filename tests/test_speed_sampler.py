@@ -202,3 +202,26 @@ def test_readme_bench_bad_input(tmp_path):
         bench_readme(0)
     with pytest.raises(ValueError, match="holds no bitdance package"):
         bench_readme(1, {"before": str(tmp_path)})
+
+
+def test_cached_head_modulations_ahead_equal_per_step(monkeypatch):
+    """The adaLN modulations computed for the whole grid at once give the per-step velocities bit for bit,
+    and past MODULATION_BUDGET the head computes them per step instead."""
+    from bitdance.sampling import head_cache
+
+    m = trained_like()
+    cond = torch.randn(6, 4, 64, generator=torch.Generator().manual_seed(3))
+    times = torch.tensor([0.0, 0.3, 0.7, 0.95])
+    x = torch.randn(3, 4, 16, generator=torch.Generator().manual_seed(4))
+    with torch.no_grad():
+        ahead = CachedHead(m.head.net, cond, times)
+        monkeypatch.setattr(head_cache, "MODULATION_BUDGET", 0)
+        per_step = CachedHead(m.head.net, cond, times)
+        assert ahead.mods is not None and per_step.mods is None
+        for k in range(times.numel()):
+            v = ahead.velocity(x, k, 2.5)
+            assert torch.equal(v, per_step.velocity(x, k, 2.5))
+            t = times[k].reshape(1)
+            xh = m.head.net(torch.cat([x, x]), t.expand(6), cond)  # the network's own forward
+            vc, vu = ((xh[r] - x) / max(1 - float(t), 0.05) for r in (slice(0, 3), slice(3, 6)))
+            assert torch.allclose(v, vu + 2.5 * (vc - vu), atol=1e-5)

@@ -33,7 +33,7 @@ def build_parser() -> Parser:
         "--split",
         "--splits",
         default="all",
-        help="suite splits: 'all' (default) or a comma list of dev, test, dev2, test2 (e.g. dev,dev2)",
+        help="'all' (default) or a comma list of suite splits: dev, test, dev2, test2, dev3, test3",
     )
     p.add_argument("--report", help="with --suite: write the results report (JSON) here")
     return p

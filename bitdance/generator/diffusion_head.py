@@ -85,7 +85,11 @@ class FinalLayer(nn.Module):
         self.linear = nn.Linear(dim, out)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        scale, shift = self.ada_ln_modulation(y).chunk(2, dim=-1)
+        return self.modulated(x, self.ada_ln_modulation(y))
+
+    def modulated(self, x: torch.Tensor, mod: torch.Tensor) -> torch.Tensor:
+        """The layer with its modulation `mod` = ada_ln_modulation(y) given (…, 2 dim)."""
+        scale, shift = mod.chunk(2, dim=-1)
         return self.linear(modulate(self.norm(x), shift, scale))
 
 
@@ -141,12 +145,25 @@ class HeadNet(nn.Module):
         time_embed(t) broadcastable to (n, P, dim), cemb = cond_embed(cond) (n, P, dim) -> x_hat (n, P, C).
 
         Samplers that hold the condition fixed over many steps compute `temb` / `cemb` once."""
-        x = x_nPD
+        return self.body_modulated(x_nPD, *self.modulations(temb, cemb_nPD))
+
+    def modulations(
+        self, temb: torch.Tensor, cemb_nPD: torch.Tensor
+    ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """The adaLN modulations of the blocks and of the final layer, a function of (t, cond) only:
+        ([lin(y) (…, n_mod dim) per adaLN group], final_layer.ada_ln_modulation(y) (…, 2 dim)), y =
+        silu(temb + cemb). Samplers that know every head time in advance compute them for all at once."""
         y = F.silu(temb + cemb_nPD)
-        mods = [lin(y) for lin in self.ada_ln_blocks]
+        return [lin(y) for lin in self.ada_ln_blocks], self.final_layer.ada_ln_modulation(y)
+
+    def body_modulated(
+        self, x_nPD: torch.Tensor, mods: list[torch.Tensor], final: torch.Tensor
+    ) -> torch.Tensor:
+        """`body` with its modulations given (see `modulations`) -> x_hat (n, P, C)."""
+        x = x_nPD
         for i, blk in enumerate(self.res_blocks):
             x = blk(x, mods[i // self.blocks_per_adaln])
-        out = self.final_layer(x, y)
+        out = self.final_layer.modulated(x, final)
         return 2 * torch.sigmoid(out) - 1 if self.bounded else out
 
 

@@ -104,6 +104,19 @@ class KVCache:
                 )  # gathered first
                 self._filled[i] = m
 
+    def append_rows(self, keys: list[torch.Tensor], values: list[torch.Tensor], repeat: int) -> None:
+        """Add batch rows: per layer keys/values (R, H, L, d) of the same L filled positions, tiled `repeat`
+        times after the cached rows (e.g. a memoised null-condition stream after the conditional one)."""
+        for i, (kb, vb) in enumerate(zip(self._k, self._v)):
+            n = self._filled[i]
+            if kb is None or vb is None or keys[i].shape[2] != n or values[i].shape[2] != n:
+                raise ValueError(f"layer {i}: rows to append must have the cached {n} positions")
+            b, r = kb.shape[0], keys[i].shape[0] * repeat
+            nk, nv = kb.new_empty(b + r, *kb.shape[1:]), vb.new_empty(b + r, *vb.shape[1:])
+            nk[:b, :, :n], nv[:b, :, :n] = kb[:, :, :n], vb[:, :, :n]
+            nk[b:, :, :n], nv[b:, :, :n] = keys[i].repeat(repeat, 1, 1, 1), values[i].repeat(repeat, 1, 1, 1)
+            self._k[i], self._v[i] = nk, nv
+
     def repeat_batch(self, n: int) -> None:
         """Tile every cached batch n times (e.g. after a shared prefix)."""
         for i, (kb, vb) in enumerate(zip(self._k, self._v)):
@@ -138,6 +151,13 @@ class ConcatKVCache:
         else:
             self.keys[layer], self.values[layer] = torch.cat([old_k, k], dim=2), torch.cat([old_v, v], dim=2)
         return self.keys[layer], self.values[layer]  # type: ignore[return-value]
+
+    def append_rows(self, keys: list[torch.Tensor], values: list[torch.Tensor], repeat: int) -> None:
+        for i, (k, v) in enumerate(zip(self.keys, self.values)):
+            if k is None or v is None or keys[i].shape[2] != k.shape[2]:
+                raise ValueError(f"layer {i}: rows to append must have the cached positions")
+            self.keys[i] = torch.cat([k, keys[i].repeat(repeat, 1, 1, 1)])
+            self.values[i] = torch.cat([v, values[i].repeat(repeat, 1, 1, 1)])  # type: ignore[list-item]
 
     def evict(self, keep: torch.Tensor) -> None:
         if self.groups is None or bool(keep.all()):

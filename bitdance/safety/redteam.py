@@ -1,9 +1,10 @@
 """The red-team suite (`bitdance/assets/safety/redteam.jsonl`): loading, measuring, choosing settings.
 
 Each line: {"prompt", "label": "block"|"allow", "category", "tactic", "split"} and, for rows added
-later, "source". Splits: dev / test (the first rows) and dev2 / test2 (fresh rows written on 2026-12-04,
-`scripts/safety/fresh_rows.py`). Only the dev splits (STEER_SPLITS) may be looked at when writing rules
-or training rows or choosing the semantic thresholds; test and test2 (HELD_OUT) are only reported.
+later, "source". Splits: dev / test (the first rows), dev2 / test2 and dev3 / test3 (fresh rows written on
+2026-12-04 and 2026-12-06, `scripts/safety/fresh_rows.py`). Only the dev splits in STEER_SPLITS may be looked
+at when writing rules or training rows or choosing the semantic thresholds; test, test2 and test3 (HELD_OUT)
+are only reported.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ from typing import Any
 from bitdance.safety.jsonl import jsonl_rows
 from bitdance.safety.matcher import CATEGORIES
 
-SPLITS = ("dev", "test", "dev2", "test2")
+SPLITS = ("dev", "test", "dev2", "test2", "dev3", "test3")
 STEER_SPLITS = ("dev", "dev2")  # the splits that may steer rules, training rows and thresholds
-HELD_OUT = ("test", "test2")  # measured once and reported; their misses are counted, never listed
+HELD_OUT = ("test", "test2", "test3")  # measured once and reported; their misses are counted, never listed
 SUITE_FILE = "redteam.jsonl"
 GUARD_FILE = "benign_guard.jsonl"  # benign near-misses no chosen setting may block
 MAX_DEV_FP = 0.01  # the threshold rule keeps dev false positives at or below half the 2% target
@@ -286,7 +287,7 @@ def failures(
     cases: Sequence[Case], blocked: Sequence[bool], rules: Sequence[str | None]
 ) -> list[dict[str, Any]]:
     """Every case the filter got wrong (missed must-block prompts and false positives), except on the
-    held-out splits: test and test2 are measured, never studied, so their misses are only counted
+    held-out splits: test, test2 and test3 are measured, never studied, so their misses are only counted
     (`summarize`)."""
     return [
         {

@@ -2,7 +2,8 @@
 
 One backbone step per patch of P = p*p tokens; the head samples the patch's bits jointly. The
 conditional and unconditional streams run as one batched forward (2B rows) and share the sampled
-tokens. The sampler owns the KV cache.
+tokens; with a fast solver the null stream's first forward is memoised (`null_prefix.py`). The sampler
+owns the KV cache.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from ..generator.transformer import BitDanceTransformer, Condition, attention_gr
 from ..tokenizer.quantizer import binarize, check_bits
 from .guidance import any_guidance, guided_condition
 from .inpaint import DEFAULT_EDIT_METHOD, generate_edit
+from .null_prefix import FAST_ENGINE_SOLVERS, first_forward
 from .solvers import get_solver, guidance_at
 
 StepCallback = Callable[[int, int, torch.Tensor], None]
@@ -146,14 +148,18 @@ def _generate(
     full_cond, rows = guided_condition(model, cond, negative, b, device, guided)
     solver = get_solver(options.solver)
 
-    prefix = model.embed_prefix(full_cond)
+    cached_null = guided and negative is None and options.solver in FAST_ENGINE_SOLVERS
+    prefix = model.embed_prefix(cond if cached_null else full_cond)
     lp = prefix.shape[1]
     cache = KV_CACHES[options.kv_cache](cfg.n_layer, capacity=lp + n - 1)  # every position fed: room once
     rope_all = model.rope_for(grid, p, lp + p - 1)  # type: ignore[arg-type]
     groups_all = attention_groups(lp, n, p)
     first = lp + p - 1
-    x = torch.cat([prefix, model.queries(rows, p)], dim=1)
-    hidden = model(x, rope_all[:first], groups_all[:first], cache)[:, -p:]
+    if cached_null:  # the null stream's first forward is the same every call: memoised (null_prefix.py)
+        hidden = first_forward(model, prefix, p, rope_all[:first], groups_all[:first], cache)
+    else:
+        x = torch.cat([prefix, model.queries(rows, p)], dim=1)
+        hidden = model(x, rope_all[:first], groups_all[:first], cache)[:, -p:]
     out = torch.empty(b, n, d, device=device)
     for k in range(steps_total):
         w = guidance_at(k, steps_total, options.guidance_scale, options.guidance_schedule)

@@ -1,13 +1,13 @@
-"""Write the fresh red-team prompts (`fresh_2026_12_04.txt`) into the suite as splits dev2 / test2.
+"""Write the fresh red-team rounds (`fresh_<date>.txt`) into the suite, each as its own dev / test split pair.
 
     python scripts/safety/fresh_rows.py   # rewrites the fresh rows of bitdance/assets/safety/redteam.jsonl
 
-Deterministic, and it never runs the filter. Per (label, category) stratum the hand-written prompts are
-ordered by the SHA-256 of their text and alternate dev2, test2, dev2, ... About a third of the
-must-block prompts not written in another language (those whose hash is 0 mod 3) also get one
-obfuscated copy, the tactic taken in turn from OBFUSCATIONS; a copy has its original's split. Rows
-from an earlier run of this script (same "source") are replaced; the other suite rows are kept as
-they are.
+Rounds (ROUNDS): fresh_2026_12_04.txt as dev2 / test2, fresh_2026_12_06.txt as dev3 / test3. Deterministic,
+and it never runs the filter. Per round and (label, category) stratum the hand-written prompts are ordered by
+the SHA-256 of their text and alternate dev, test, dev, ... About a third of the must-block prompts not
+written in another language (those whose hash is 0 mod 3) also get one obfuscated copy, the tactic taken in
+turn from OBFUSCATIONS; a copy has its original's split. Rows from an earlier run of this script (a round's
+"source") are replaced, round after round at the end of the file; the other suite rows are kept as they are.
 """
 
 from __future__ import annotations
@@ -17,10 +17,24 @@ import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCE = "fresh-2026-12-04"
-TEXT = Path(__file__).with_name("fresh_2026_12_04.txt")
+
+
+class Round(NamedTuple):
+    """One fresh round: its hand-written prompt file, the rows' "source" and its two split names."""
+
+    source: str
+    text: Path
+    splits: tuple[str, str]  # (dev, test)
+
+
+HERE = Path(__file__).parent
+ROUNDS = (
+    Round("fresh-2026-12-04", HERE / "fresh_2026_12_04.txt", ("dev2", "test2")),
+    Round("fresh-2026-12-06", HERE / "fresh_2026_12_06.txt", ("dev3", "test3")),
+)
 SUITE = ROOT / "bitdance" / "assets" / "safety" / "redteam.jsonl"
 CODES = {
     "mi": "minors_sexual",
@@ -84,15 +98,15 @@ def read_prompts(path: Path) -> list[dict[str, str]]:
     return rows
 
 
-def fresh_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
-    """The rows with their split and the obfuscated copies (each right after its original)."""
+def fresh_rows(rows: list[dict[str, str]], rnd: Round) -> list[dict[str, str]]:
+    """One round's rows with their split and the obfuscated copies (each right after its original)."""
     split: dict[str, str] = {}
     strata: dict[tuple[str, str], list[str]] = {}
     for r in rows:
         strata.setdefault((r["label"], r["category"]), []).append(r["prompt"])
     for prompts in strata.values():
         for rank, p in enumerate(sorted(prompts, key=_sha)):
-            split[p] = "dev2" if rank % 2 == 0 else "test2"
+            split[p] = rnd.splits[rank % 2]
     picked = sorted(
         (
             r["prompt"]
@@ -104,7 +118,7 @@ def fresh_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
     tactic_of = {p: list(OBFUSCATIONS)[k % len(OBFUSCATIONS)] for k, p in enumerate(picked)}
     out = []
     for r in rows:
-        out.append({**r, "split": split[r["prompt"]], "source": SOURCE})
+        out.append({**r, "split": split[r["prompt"]], "source": rnd.source})
         if r["prompt"] in tactic_of:
             t = tactic_of[r["prompt"]]
             out.append(
@@ -113,7 +127,7 @@ def fresh_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
                     "prompt": OBFUSCATIONS[t](r["prompt"]),
                     "tactic": t,
                     "split": split[r["prompt"]],
-                    "source": SOURCE,
+                    "source": rnd.source,
                 }
             )
     return out
@@ -121,8 +135,9 @@ def fresh_rows(rows: list[dict[str, str]]) -> list[dict[str, str]]:
 
 def main() -> int:
     old = [json.loads(line) for line in SUITE.read_text(encoding="utf-8").splitlines() if line.strip()]
-    kept = [r for r in old if r.get("source") != SOURCE]
-    new = fresh_rows(read_prompts(TEXT))
+    sources = {rnd.source for rnd in ROUNDS}
+    kept = [r for r in old if r.get("source") not in sources]
+    new = [row for rnd in ROUNDS for row in fresh_rows(read_prompts(rnd.text), rnd)]
     seen = {r["prompt"] for r in kept}
     dup = [r["prompt"] for r in new if r["prompt"] in seen] + [
         p for p in {r["prompt"] for r in new} if sum(r["prompt"] == p for r in new) > 1
@@ -131,7 +146,8 @@ def main() -> int:
         raise ValueError(f"prompts already in the suite or repeated: {dup}")
     text = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept + new)
     SUITE.write_text(text, encoding="utf-8")
-    print(f"{SUITE}: {len(kept)} earlier rows, {len(new)} fresh rows ({SOURCE})")
+    counts = ", ".join(f"{sum(r['source'] == rnd.source for r in new)} ({rnd.source})" for rnd in ROUNDS)
+    print(f"{SUITE}: {len(kept)} earlier rows, fresh rows {counts}")
     return 0
 
 
