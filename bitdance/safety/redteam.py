@@ -20,7 +20,7 @@ from bitdance.safety.jsonl import jsonl_rows
 from bitdance.safety.matcher import CATEGORIES
 
 SPLITS = ("dev", "test", "dev2", "test2", "dev3", "test3")
-STEER_SPLITS = ("dev", "dev2")  # the splits that may steer rules, training rows and thresholds
+STEER_SPLITS = ("dev", "dev2", "dev3")  # the splits that may steer rules, training rows and thresholds
 HELD_OUT = ("test", "test2", "test3")  # measured once and reported; their misses are counted, never listed
 SUITE_FILE = "redteam.jsonl"
 GUARD_FILE = "benign_guard.jsonl"  # benign near-misses no chosen setting may block
