@@ -183,6 +183,13 @@ def test_minor_age_only_under_18() -> None:
     assert check_prompt("a 16 year old boy flying a kite").allowed
 
 
+def test_non_decimal_digits_are_no_age_and_raise_nothing() -> None:
+    # Ethiopic digits are str.isdigit() but not decimal: int() refused them and the check raised
+    flt = ContentFilter(semantic=None)
+    assert flt.check("a sticker of \u136d year old, white border").allowed
+    assert not flt.check("a \u0665 year old in lingerie").allowed  # Arabic-Indic 5 is an age
+
+
 # --- normalizer ------------------------------------------------------------------------------------
 
 

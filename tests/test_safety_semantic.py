@@ -26,8 +26,10 @@ from bitdance.safety.redteam import (
     wilson,
 )
 from bitdance.safety.semantic import (
+    CLASSES,
     KNOWN_BENIGN,
     TRAIN_NAME,
+    VOTE_K,
     Classifier,
     Embedder,
     SemanticIndex,
@@ -260,7 +262,7 @@ def _tiny_index(threshold: float = 0.8, margin: float = 0.1) -> SemanticIndex:
 
 
 def test_decision_rule_threshold_and_margin() -> None:
-    idx = _tiny_index(threshold=0.8, margin=0.1)
+    idx = _tiny_index(threshold=0.8, margin=0.1).with_vote(1, 0.0, 0.0)  # the vote: its own test below
     worse, between, other = idx.judge_many(["so worse", "right between", "something other"])
     assert worse.blocked and worse.nearest_block.text == "an example of bad"
     assert worse.nearest_block.similarity == pytest.approx(0.9, abs=1e-3)
@@ -271,11 +273,73 @@ def test_decision_rule_threshold_and_margin() -> None:
 
 
 def test_a_labelled_benign_example_is_never_blocked() -> None:
-    idx = _tiny_index(threshold=0.0, margin=-1.0)  # blocks anything, however far from "bad"
+    idx = _tiny_index(threshold=0.0, margin=-1.0).with_vote(1, 0.0, 0.0)  # blocks anything but "good"
     good, between = idx.judge_many(["this is good", "right between"])
     assert good.nearest_allow.similarity >= KNOWN_BENIGN and not good.blocked
     assert between.blocked
     assert not idx.decide(0.99, 1.0, p_block=0.99) and idx.decide(0.99, 0.5, p_block=0.99)
+
+
+class _VectorEncoder:
+    """A prompt's last word -> a fixed unit vector: "near" the examples of `_vote_index`, or "far"."""
+
+    table = {"near": [0.7071, 0.7071, 0.0], "far": [0.0, 0.6, -0.8]}
+
+    def sentence_embedding(self, texts: list[str]) -> torch.Tensor:
+        return torch.tensor([self.table[t.split()[-1]] for t in texts])
+
+
+def _vote_index(**kw) -> SemanticIndex:
+    """One must-block example and four benign ones a little farther from the prompt 'near'."""
+    emb = torch.tensor([[1.0, 0.0, 0.0], *[[0.3, 0.6, 0.742]] * 4])
+    clf = Classifier(torch.zeros(len(CLASSES), 3), torch.tensor([-5.0, 5.0, 0.0, 0.0, 0.0, 0.0]))
+    return SemanticIndex(
+        ["bad", "ok 1", "ok 2", "ok 3", "ok 4"], ["block", *["allow"] * 4], ["hate"] * 5, emb, 0.6, 0.05,
+        Embedder(_VectorEncoder()), clf, **kw,
+    )  # fmt: skip
+
+
+def test_k_nearest_vote_and_domain_floor() -> None:
+    # nearest must-block 0.707, nearest benign 0.636: threshold and margin pass, but four of the five
+    # nearest examples are benign, so the vote (must-block share 0.22) keeps the nearest score off
+    idx = _vote_index(clf_threshold=1.01, vote_k=5, vote_share=0.6, domain_floor=0.55)
+    r = idx.judge("near")
+    assert not r.blocked and r.vote == pytest.approx(0.217, abs=1e-2) and len(r.neighbours) == 5
+    assert "the 5 nearest examples vote 0.22 must-block (needed 0.60" in r.describe()
+    assert _vote_index(clf_threshold=1.01, vote_share=0.0).judge("near").blocked
+    assert not idx.decide(0.707, 0.636, vote=0.217) and idx.decide(0.707, 0.636, vote=0.7)
+    # out of domain (no example at 0.55): neither score blocks, though the classifier says 0.99
+    far = _vote_index(clf_threshold=0.5, domain_floor=0.55).judge("far")
+    assert not far.blocked and not far.in_domain and "out of domain, rules only" in far.describe()
+    assert _vote_index(clf_threshold=0.5, domain_floor=0.0).judge("far").blocked
+    with pytest.raises(ValueError, match="vote_k"):
+        _vote_index(vote_k=0)
+
+
+def test_index_keeps_its_vote_settings_through_save_and_load(tmp_path) -> None:
+    rows = [{"prompt": "a near", "label": "block", "category": "hate"},
+            {"prompt": "a far", "label": "allow", "category": "hate"}]  # fmt: skip
+    train = tmp_path / "train.jsonl"
+    train.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    idx = SemanticIndex(
+        [r["prompt"] for r in rows], ["block", "allow"], ["hate"] * 2, torch.eye(3)[:2], 0.6, 0.05,
+        Embedder(_VectorEncoder()), vote_k=3, vote_share=0.7, domain_floor=0.4,
+    )  # fmt: skip
+    idx.save(tmp_path, {}, train)
+    back = SemanticIndex.load(tmp_path, Embedder(_VectorEncoder()))
+    assert (back.vote_k, back.vote_share, back.domain_floor) == (3, 0.7, 0.4)
+    info = json.loads((tmp_path / "semantic_index.json").read_text())
+    for key in ("vote_k", "vote_share", "domain_floor"):
+        del info[key]  # an index written before the vote existed decides as it did then
+    (tmp_path / "semantic_index.json").write_text(json.dumps(info))
+    old = SemanticIndex.load(tmp_path, Embedder(_VectorEncoder()))
+    assert (old.vote_k, old.vote_share, old.domain_floor) == (1, 0.0, 0.0)
+
+
+def test_shipped_index_uses_the_vote_and_the_domain_floor() -> None:
+    info = json.loads((assets_dir() / "semantic_index.json").read_text())
+    assert info["vote_k"] == VOTE_K and 0 < info["vote_share"] <= 1 and 0 < info["domain_floor"] < 1
+    assert "fixed (not searched)" in info["selection"]
 
 
 def test_semantic_verdict_names_nearest_example_and_similarity() -> None:
@@ -454,6 +518,27 @@ def test_choose_settings_never_blocks_a_guard_prompt() -> None:
     assert t > 0.85 and dev["semantic_alone_blocked"] == 1.0
     with pytest.raises(ValueError, match="classifier scores"):
         choose_settings([False] * 108, labels, sim_block, sim_allow, p_block, guard=([0.1], [0.0], None))
+
+
+def test_choose_settings_applies_the_vote_and_the_domain_floor() -> None:
+    labels = ["block"] * 4 + ["allow"] * 100
+    sim_block = [0.9, 0.9, 0.6, 0.6] + [0.6] * 2 + [0.2] * 98
+    sim_allow = [0.0] * 104
+    no_rules = [False] * 104
+    # without a vote, 0.6 would block 2% of benign: the threshold rises and two must-block prompts are lost
+    t, m, ct, dev = choose_settings(no_rules, labels, sim_block, sim_allow)
+    assert t > 0.6 and dev["semantic_alone_blocked"] == 0.5
+    # the two benign near-misses sit among benign neighbours (vote 0.2): 0.6 is safe now
+    vote = [1.0] * 4 + [0.2] * 2 + [0.0] * 98
+    t, m, ct, dev = choose_settings(no_rules, labels, sim_block, sim_allow, vote=vote, vote_share=0.6)
+    assert t == 0.6 and dev["semantic_alone_blocked"] == 1.0 and dev["false_positive"] == 0.0
+    # a domain floor above 0.6 leaves the last two must-block prompts to the rules
+    t, m, ct, dev = choose_settings(
+        no_rules, labels, sim_block, sim_allow, vote=vote, vote_share=0.6, domain_floor=0.7
+    )
+    assert dev["semantic_alone_blocked"] == 0.5 and dev["semantic_alone_best"] == 0.5
+    with pytest.raises(ValueError, match="k-nearest vote"):
+        choose_settings(no_rules, labels, sim_block, sim_allow, vote=vote, guard=([0.1], [0.0], None))
 
 
 def test_guard_list_is_benign_separate_and_held_by_the_shipped_index() -> None:

@@ -101,8 +101,12 @@ def main(argv: list[str]) -> int:
             [s["sim_block"].tolist() for s in g_scores],
             [s["sim_allow"].tolist() for s in g_scores],
             [s["p_block"].tolist() for s in g_scores],
+            [s["vote"].tolist() for s in g_scores],
         ),
         splits=[c.split for c in dev],
+        vote=[s["vote"].tolist() for s in scores],
+        vote_share=index.vote_share,
+        domain_floor=index.domain_floor,
     )
     index = index.with_settings(t, m, ct)
     if out.resolve() != train.parent.resolve():
@@ -116,7 +120,9 @@ def main(argv: list[str]) -> int:
             f"positives <= {MAX_DEV_FP:.0%} on each dev split (rules OR semantic) and no semantic block "
             f"of any of the {len(guard)} {guard_file.name} prompts; ties: within {SEM_TOLERANCE} dev "
             "prompt of the best dev block count of the semantic layer alone; among ties the largest "
-            "classifier threshold, margin, threshold"
+            "classifier threshold, margin, threshold; fixed (not searched): a nearest-example block needs "
+            f"a similarity-weighted must-block share >= {index.vote_share:.2f} of the {index.vote_k} nearest "
+            f"examples, and no score blocks a chunk with no example at similarity >= {index.domain_floor:.2f}"
         ),
         "guard_file": guard_file.name,
         "guard_sha256": sha256_file(guard_file),

@@ -82,7 +82,7 @@ def is_minor_age(form: str, yo: bool = False) -> bool:
     if yo:
         m = _AGE_YO.fullmatch(form)
         return bool(m) and 0 < int(m.group(1)) < 18
-    return (form.isdigit() and len(form) <= 2 and 0 < int(form) < 18) or form in NUMBER_WORDS
+    return (form.isdecimal() and len(form) <= 2 and 0 < int(form) < 18) or form in NUMBER_WORDS
 
 
 def _literal(raw: str) -> tuple[str, ...]:

@@ -20,7 +20,7 @@ from bitdance.safety.jsonl import jsonl_rows
 from bitdance.safety.matcher import CATEGORIES
 
 SPLITS = ("dev", "test", "dev2", "test2", "dev3", "test3")
-STEER_SPLITS = ("dev", "dev2")  # the splits that may steer rules, training rows and thresholds
+STEER_SPLITS = ("dev", "dev2", "dev3")  # the splits that may steer rules, training rows and thresholds
 HELD_OUT = ("test", "test2", "test3")  # measured once and reported; their misses are counted, never listed
 SUITE_FILE = "redteam.jsonl"
 GUARD_FILE = "benign_guard.jsonl"  # benign near-misses no chosen setting may block
@@ -106,10 +106,17 @@ def _per_chunk(values: Sequence) -> list[list[float]]:
 
 
 def _semantic_grid(
-    sim_block: Sequence, sim_allow: Sequence, p_block: Sequence | None
+    sim_block: Sequence,
+    sim_allow: Sequence,
+    p_block: Sequence | None,
+    vote: Sequence | None = None,
+    vote_share: float = 0.0,
+    domain_floor: float = 0.0,
 ) -> tuple[Any, tuple[float, ...]]:
     """Whether the semantic layer blocks each prompt at each grid setting: bool (T, M, C, P), and the
-    classifier thresholds C searched ((1.01,) = off when there are no classifier scores)."""
+    classifier thresholds C searched ((1.01,) = off when there are no classifier scores). As in
+    `SemanticIndex.judge`: a chunk whose k-nearest `vote` is below `vote_share` is not blocked by the
+    nearest-example score, and one with no example at `domain_floor` by neither score."""
     import torch  # noqa: PLC0415
 
     from bitdance.safety.semantic import KNOWN_BENIGN  # noqa: PLC0415
@@ -121,8 +128,15 @@ def _semantic_grid(
     sa_t = torch.tensor([x for v in sa for x in v])
     t = torch.tensor(THRESHOLDS)[:, None, None]
     m = torch.tensor(MARGINS)[None, :, None]
-    known = sa_t >= KNOWN_BENIGN  # a chunk that is a labelled benign example is never blocked
-    hit = ((sb_t >= t - 1e-9) & (sb_t - sa_t >= m - 1e-9) & ~known).float()  # (T, M, chunks)
+    # a chunk that is a labelled benign example, or is out of domain, is never blocked
+    known = (sa_t >= KNOWN_BENIGN) | (torch.maximum(sb_t, sa_t) < domain_floor - 1e-9)
+    voted = torch.ones_like(known)
+    if vote is not None:
+        vt = torch.tensor([x for v in _per_chunk(vote) for x in v])
+        if vt.shape != sb_t.shape:
+            raise ValueError("vote needs one share per chunk, like sim_block")
+        voted = vt >= vote_share - 1e-9
+    hit = ((sb_t >= t - 1e-9) & (sb_t - sa_t >= m - 1e-9) & voted & ~known).float()  # (T, M, chunks)
     knn = torch.zeros(len(THRESHOLDS), len(MARGINS), n).index_add_(2, owner, hit) > 0  # (T, M, P)
     if p_block is None:
         cts: tuple[float, ...] = (1.01,)
@@ -142,17 +156,23 @@ def choose_settings(
     sim_block: Sequence[float] | Sequence[Sequence[float]],
     sim_allow: Sequence[float] | Sequence[Sequence[float]],
     p_block: Sequence[float] | Sequence[Sequence[float]] | None = None,
-    guard: tuple[Sequence, Sequence, Sequence | None] | None = None,
+    guard: tuple[Sequence, ...] | None = None,
     splits: Sequence[str] | None = None,
+    vote: Sequence[float] | Sequence[Sequence[float]] | None = None,
+    vote_share: float = 0.0,
+    domain_floor: float = 0.0,
 ) -> tuple[float, float, float, dict[str, Any]]:
     """The threshold-selection rule (the dev splits and the benign guard list only).
 
     Per dev prompt: the rules' decision and, per chunk of the prompt (a plain float is one chunk),
     the nearest-example similarities and the classifier's P(block); a chunk with sim_allow >=
-    KNOWN_BENIGN is never blocked (as in `SemanticIndex.judge`). `guard`: the same three scores for
-    the benign guard prompts (`load_guard`; rules allow them all). `splits`: each prompt's suite
-    split (default: all one split). Grid: threshold 0.30..0.95, margin 0.00..0.20 and classifier
-    threshold 0.50..0.99 (or off), steps of 0.01.
+    KNOWN_BENIGN is never blocked (as in `SemanticIndex.judge`). `vote`, `vote_share`,
+    `domain_floor`: the index's k-nearest vote per chunk and its fixed vote and domain settings (a
+    chunk below the vote is not blocked by the nearest-example score, an out-of-domain chunk by
+    neither; default: no vote, no floor). `guard`: the same scores (sim_block, sim_allow, p_block and,
+    with `vote`, the vote) for the benign guard prompts (`load_guard`; rules allow them all).
+    `splits`: each prompt's suite split (default: all one split). Grid: threshold 0.30..0.95, margin
+    0.00..0.20 and classifier threshold 0.50..0.99 (or off), steps of 0.01.
 
     1. Keep the settings whose combined (rules OR semantic) false-positive rate is <= MAX_DEV_FP on
        **each** split's benign prompts and whose semantic layer blocks **no** guard prompt. Dev was
@@ -168,7 +188,8 @@ def choose_settings(
     """
     import torch  # noqa: PLC0415
 
-    sem, cts = _semantic_grid(sim_block, sim_allow, p_block)  # (T, M, C, P)
+    fixed = {"vote_share": vote_share, "domain_floor": domain_floor}
+    sem, cts = _semantic_grid(sim_block, sim_allow, p_block, vote, **fixed)  # (T, M, C, P)
     n = len(labels)
     rules = torch.tensor([bool(b) for b in rule_blocked])
     is_block = torch.tensor([lab == "block" for lab in labels])
@@ -195,7 +216,9 @@ def choose_settings(
         )
     k_guard = torch.zeros_like(k_fp)
     if guard is not None and len(guard[0]):
-        g_sem, g_cts = _semantic_grid(*guard)
+        if (vote is None) != (len(guard) < 4 or guard[3] is None):
+            raise ValueError("give the guard prompts a k-nearest vote exactly when dev has one")
+        g_sem, g_cts = _semantic_grid(*guard[:4], **fixed)
         if g_cts != cts:
             raise ValueError("give the guard prompts classifier scores exactly when dev has them")
         k_guard = g_sem.sum(-1)

@@ -7,11 +7,15 @@ with the embeddings of a labelled list of must-block and benign prompts
 (`bitdance/assets/safety/semantic_train.jsonl`). Two scores, either of which blocks:
 
     nearest examples:  sim_block >= threshold  and  sim_block - sim_allow >= margin
+                       and  vote >= vote_share
     classifier:        p_block >= clf_threshold
 
 unless the chunk is a labelled benign example itself (sim_allow >= KNOWN_BENIGN): the classifier is
 smooth, so it can score one of its own benign training examples (an emoji name such as "shocked face
-with exploding head") above the threshold; the label wins.
+with exploding head") above the threshold; the label wins. Neither score blocks a chunk that is out of
+the labelled examples' domain (no example at similarity >= domain_floor): junk text inside a template
+is judged by the rules alone. `vote` is the similarity-weighted must-block share of the vote_k nearest
+labelled examples of either label, so one stray must-block example cannot decide alone.
 
 sim_block / sim_allow are the cosine similarities of the nearest must-block / benign example; p_block is
 1 - P(allow) of a multinomial logistic regression (allow + one class per category) trained on the same
@@ -49,6 +53,9 @@ CHUNK_WORDS = 12  # a reading longer than this is also scored in windows of this
 CHUNK_STRIDE = 6  # ... starting every CHUNK_STRIDE words
 MAX_CHUNKS = 8  # windows scored per prompt, besides the whole reading (bounds the cost)
 KNOWN_BENIGN = 0.99  # a chunk this similar to a benign example *is* that example: neither score blocks it
+VOTE_K = 5  # labelled examples (either label) that vote on a nearest-example block ...
+VOTE_SHARE = 0.6  # ... and the similarity-weighted must-block share they must reach
+DOMAIN_FLOOR = 0.55  # a chunk with no labelled example this similar is out of domain: rules only
 CACHE_SIZE = 1024  # recent chunk embeddings kept (server retries, batches of one prompt)
 INDEX_NAME = "semantic_index"  # bitdance/assets/safety/semantic_index.{json,safetensors}
 TRAIN_NAME = "semantic_train.jsonl"
@@ -82,6 +89,15 @@ class SemanticResult:
     clf_threshold: float | None = None
     by: str = "nearest"  # "nearest" or "classifier": the score that blocked (or would come closest)
     chunk: str = ""  # the reading of the chunk that was judged
+    vote: float = 1.0  # similarity-weighted must-block share of the `neighbours`
+    vote_share: float = 0.0  # the share a nearest-example block needs
+    neighbours: tuple[Neighbour, ...] = ()  # the vote_k nearest labelled examples, either label
+    domain_floor: float = 0.0  # below this similarity to every example: out of domain, rules only
+
+    @property
+    def in_domain(self) -> bool:
+        """Some labelled example is at least `domain_floor` similar to the judged chunk."""
+        return max(self.nearest_block.similarity, self.nearest_allow.similarity) >= self.domain_floor
 
     def describe(self) -> str:
         """One clause for a verdict's reason."""
@@ -91,8 +107,17 @@ class SemanticResult:
             f"{b.similarity:.3f}; threshold {self.threshold:.2f}), nearest benign example {a.text!r} "
             f"(similarity {a.similarity:.3f}; required margin {self.margin:.2f})"
         )
+        if self.neighbours:
+            near = "; ".join(f"{n.text!r} {n.label} {n.similarity:.3f}" for n in self.neighbours)
+            text += (
+                f", the {len(self.neighbours)} nearest examples vote {self.vote:.2f} must-block "
+                f"(needed {self.vote_share:.2f}: {near})"
+            )
         if self.score is not None:
             text += f", classifier P(block) {self.score:.3f} (threshold {self.clf_threshold:.2f})"
+        if not self.in_domain:
+            floor = self.domain_floor
+            text += f"; no labelled example within similarity {floor:.2f}: out of domain, rules only"
         return text
 
 
@@ -275,6 +300,9 @@ class SemanticIndex:
         embedder: Embedder | None = None,
         classifier: Classifier | None = None,
         clf_threshold: float = 1.01,
+        vote_k: int = VOTE_K,
+        vote_share: float = VOTE_SHARE,
+        domain_floor: float = DOMAIN_FLOOR,
     ):
         n = len(texts)
         if not (len(labels) == len(categories) == n == embeddings.shape[0]) or n == 0:
@@ -289,6 +317,10 @@ class SemanticIndex:
         self._block, self._allow = self.embeddings[self._block_idx], self.embeddings[self._allow_idx]
         self.threshold, self.margin = float(threshold), float(margin)
         self.classifier, self.clf_threshold = classifier, float(clf_threshold)
+        self.vote_k, self.vote_share, self.domain_floor = int(vote_k), float(vote_share), float(domain_floor)
+        if self.vote_k < 1:
+            raise ValueError(f"vote_k must be at least 1, got {vote_k}")
+        self._is_block = is_block
         self.embedder = embedder or shared_embedder()
 
     def with_settings(
@@ -298,7 +330,14 @@ class SemanticIndex:
         ct = self.clf_threshold if clf_threshold is None else clf_threshold
         return SemanticIndex(
             self.texts, self.labels, self.categories, self.embeddings, threshold, margin,
-            self.embedder, self.classifier, ct,
+            self.embedder, self.classifier, ct, self.vote_k, self.vote_share, self.domain_floor,
+        )  # fmt: skip
+
+    def with_vote(self, vote_k: int, vote_share: float, domain_floor: float) -> SemanticIndex:
+        """The same examples and thresholds with another vote and domain floor."""
+        return SemanticIndex(
+            self.texts, self.labels, self.categories, self.embeddings, self.threshold, self.margin,
+            self.embedder, self.classifier, self.clf_threshold, vote_k, vote_share, domain_floor,
         )  # fmt: skip
 
     def with_classifier(self, classifier: Classifier | None) -> SemanticIndex:
@@ -313,11 +352,16 @@ class SemanticIndex:
         return out
 
     def scores(self, x_BD: torch.Tensor) -> dict[str, Any]:
-        """Nearest-example similarities and classifier scores of embeddings (B, D)."""
-        sb, ib = (x_BD @ self._block.T).max(1)
-        sa, ia = (x_BD @ self._allow.T).max(1)
+        """Nearest-example similarities, the k-nearest vote and classifier scores of embeddings (B, D)."""
+        sim = x_BD.float() @ self.embeddings.T  # (B, N)
+        sb, ib = sim[:, self._block_idx].max(1)
+        sa, ia = sim[:, self._allow_idx].max(1)
+        top, it = sim.topk(min(self.vote_k, sim.shape[1]), dim=1)
+        w = top.clamp_min(0.0)
+        vote = (w * self._is_block[it].float()).sum(1) / w.sum(1).clamp_min(1e-6)
         out: dict[str, Any] = {"sim_block": sb, "idx_block": self._block_idx[ib], "sim_allow": sa,
-                               "idx_allow": self._allow_idx[ia]}  # fmt: skip
+                               "idx_allow": self._allow_idx[ia], "vote": vote, "idx_near": it,
+                               "sim_near": top}  # fmt: skip
         if self.classifier is not None:
             out["p_block"], out["clf_category"] = self.classifier.p_block(x_BD)
         return out
@@ -341,12 +385,16 @@ class SemanticIndex:
             at += len(cs)
         return out
 
-    def decide(self, sim_block: float, sim_allow: float, p_block: float | None = None) -> bool:
-        """`decide` with this index's settings (a known benign example is never blocked)."""
-        if sim_allow >= KNOWN_BENIGN:
+    def decide(
+        self, sim_block: float, sim_allow: float, p_block: float | None = None, vote: float = 1.0
+    ) -> bool:
+        """`decide` with this index's settings (a known benign example is never blocked, nor is an
+        out-of-domain chunk; the nearest-example score also needs the k-nearest vote)."""
+        if sim_allow >= KNOWN_BENIGN or max(sim_block, sim_allow) < self.domain_floor:
             return False
         clf = p_block is not None and p_block >= self.clf_threshold
-        return clf or decide(sim_block, sim_allow, self.threshold, self.margin)
+        knn = vote >= self.vote_share and decide(sim_block, sim_allow, self.threshold, self.margin)
+        return clf or knn
 
     def judge_many(self, prompts: list[str]) -> list[SemanticResult]:
         """`judge` for a batch of prompts (one encoder call)."""
@@ -354,10 +402,12 @@ class SemanticIndex:
         for s in self.chunk_scores(prompts):
             n = len(s["chunks"])
             p = s.get("p_block")
-            known = [float(s["sim_allow"][k]) >= KNOWN_BENIGN for k in range(n)]
-            knn = [not known[k] and decide(float(s["sim_block"][k]), float(s["sim_allow"][k]), self.threshold,
-                                           self.margin) for k in range(n)]  # fmt: skip
-            clf = [not known[k] and p is not None and float(p[k]) >= self.clf_threshold for k in range(n)]
+            sb, sa, vote = s["sim_block"], s["sim_allow"], s["vote"]
+            off = [float(sa[k]) >= KNOWN_BENIGN or max(float(sb[k]), float(sa[k])) < self.domain_floor
+                   for k in range(n)]  # fmt: skip
+            knn = [not off[k] and float(vote[k]) >= self.vote_share and decide(float(sb[k]), float(sa[k]),
+                   self.threshold, self.margin) for k in range(n)]  # fmt: skip
+            clf = [not off[k] and p is not None and float(p[k]) >= self.clf_threshold for k in range(n)]
             # the chunk reported: the first blocked one, else the one closest to a must-block example
             hit = [k for k in range(n) if knn[k] or clf[k]]
             k = hit[0] if hit else int(s["sim_block"].argmax())
@@ -368,8 +418,13 @@ class SemanticIndex:
             category = nb.category if by == "nearest" else s["clf_category"][k]
             score = None if p is None else round(float(p[k]), 4)
             ct = None if p is None else self.clf_threshold
+            near = tuple(
+                Neighbour(self.texts[j], self.labels[j], self.categories[j], round(float(x), 4))
+                for j, x in zip(s["idx_near"][k].tolist(), s["sim_near"][k].tolist())
+            )
             out.append(SemanticResult(bool(hit), category, nb, na, self.threshold, self.margin, score, ct,
-                                      by, s["chunks"][k]))  # fmt: skip
+                                      by, s["chunks"][k], round(float(vote[k]), 4), self.vote_share, near,
+                                      self.domain_floor))  # fmt: skip
         return out
 
     def judge(self, prompt: str) -> SemanticResult:
@@ -418,6 +473,9 @@ class SemanticIndex:
             "threshold": self.threshold,
             "margin": self.margin,
             "clf_threshold": self.clf_threshold if self.classifier is not None else None,
+            "vote_k": self.vote_k,
+            "vote_share": self.vote_share,
+            "domain_floor": self.domain_floor,
             "classes": list(CLASSES) if self.classifier is not None else None,
             "max_tokens": MAX_TOKENS,
             "chunks": {"words": CHUNK_WORDS, "stride": CHUNK_STRIDE, "max": MAX_CHUNKS},
@@ -455,9 +513,11 @@ class SemanticIndex:
         labels = [r["label"] for r in rows]
         cats = [r["category"] for r in rows]
         ct = info.get("clf_threshold")
+        # an index written before the vote and the domain floor existed decides as it did then
+        vote = (info.get("vote_k", 1), info.get("vote_share", 0.0), info.get("domain_floor", 0.0))
         return cls(
             [r["prompt"] for r in rows], labels, cats, data["embeddings"], info["threshold"], info["margin"],
-            embedder, clf, 1.01 if ct is None else ct,
+            embedder, clf, 1.01 if ct is None else ct, *vote,
         )  # fmt: skip
 
     @classmethod
