@@ -7,7 +7,6 @@ import torch
 
 from bitdance.evaluation.detectors import DetectedObject
 from bitdance.evaluation.edit_bench import bootstrap_ci, position_classes
-from bitdance.evaluation.edit_rule import choose_default_method
 from bitdance.evaluation.edit_scoring import check_align, check_count, mismatched, score_edits
 from bitdance.evaluation.edit_tasks import CATEGORIES, GARMENT_RANGES, build_tasks, keep_only_mask
 
@@ -105,18 +104,3 @@ def test_bootstrap_interval_brackets_the_mean():
     lo, hi = bootstrap_ci(vals)
     assert lo < np.mean(vals) < hi and 0.5 < lo and hi < 0.95
     assert bootstrap_ci([1.0] * 5) == (1.0, 1.0)
-
-
-def _m(acc, lo, hi):
-    return {"context_dependent": {"accuracy": acc, "ci95": [lo, hi]}}
-
-
-def test_default_method_rule():
-    clear = {"substitute": _m(0.5, 0.4, 0.6), "joint": _m(0.9, 0.85, 0.95), "kept_first": _m(0.6, 0.5, 0.7)}
-    assert choose_default_method(clear)["method"] == "joint"
-    tie = {"substitute": _m(0.5, 0.4, 0.6), "joint": _m(0.9, 0.85, 0.95), "kept_first": _m(0.86, 0.8, 0.9)}
-    r = choose_default_method(tie)
-    assert r["method"] == "kept_first" and r["best"] == "joint" and r["tied"] == ["kept_first", "joint"]
-    assert choose_default_method({"prompt_only": _m(1.0, 1.0, 1.0), **clear})["method"] == "joint"
-    with pytest.raises(ValueError, match="need one of"):
-        choose_default_method({"prompt_only": _m(1.0, 1.0, 1.0)})

@@ -15,8 +15,9 @@ models is chosen on the dev split by `edit_rule.py`.
 
 from __future__ import annotations
 
+import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,7 @@ from .intervals import bootstrap_accuracy
 
 METHODS = ("substitute", "joint", "kept_first")
 CONTROL = "prompt_only"
+FAILURE_KINDS = 5  # most common failure reasons kept per method and category
 
 
 def build_tasks(split: str, n_per_category: int, size: int, scorer: AdherenceScorer | None = None):  # noqa: ANN201
@@ -105,6 +107,11 @@ def _accuracy(outcomes: dict[str, list[list[float]]]) -> dict[str, Any]:
     return {"context_dependent": pooled, "categories": cats}
 
 
+def _coarse(why: str) -> str:
+    """A failure reason without its numbers: 'found # objects, expected #', 'not in line ...'."""
+    return re.sub(r" \(.*\)|\d+(\.\d+)?", "#", why).strip()
+
+
 def scorer_check(tasks: list[dict[str, Any]], scorer: AdherenceScorer) -> dict[str, Any]:
     """Per category: the scorer's accuracy on the real source images and on contradicting completions."""
     expects = [t["expect"] for t in tasks]
@@ -149,6 +156,7 @@ def evaluate_edits(
             partner[i] = idx[(j + 1) % len(idx)]
     outcomes: dict[str, dict[str, list[list[float]]]] = {m: defaultdict(list) for m in (CONTROL, *methods)}
     fidelity: dict[str, list[float]] = {m: [] for m in methods}
+    reasons: dict[str, dict[str, Counter[str]]] = {m: defaultdict(Counter) for m in (CONTROL, *methods)}
     sens: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in methods}
     sens_cat: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in methods}
     times: dict[str, float] = {m: 0.0 for m in ("plain", *methods)}
@@ -165,6 +173,7 @@ def evaluate_edits(
         times["plain"] += time.perf_counter() - start
         control = score_edits(plain.images, expects, classify)
         outcomes[CONTROL][t["category"]].append([float(ok) for ok, _ in control])
+        reasons[CONTROL][t["category"]].update(_coarse(why) for ok, why in control if not ok)
         src_bits = pipe.tokenizer.encode(_tensor(t["image"])).float()
         other_bits = pipe.tokenizer.encode(_tensor(tasks[partner[i]]["image"])).float()
         for m in methods:
@@ -173,6 +182,7 @@ def evaluate_edits(
             times[m] += time.perf_counter() - start
             scores = score_edits(out.images, expects, classify)
             outcomes[m][t["category"]].append([float(ok) for ok, _ in scores])
+            reasons[m][t["category"]].update(_coarse(why) for ok, why in scores if not ok)
             fidelity[m] += [float(torch.equal(b[:, keep], src_bits[0][:, keep])) for b in out.bits]
             other = _edit(pipe, t, other_bits[0], m, seeds, {**kw, "output_type": "bits"})
             for r, cls in classes.items():
@@ -187,6 +197,8 @@ def evaluate_edits(
                     pipe.tokenizer, m, t["category"], classes, (out.bits, other.bits), bg_bits, src_black
                 )
     metrics: dict[str, Any] = {CONTROL: _accuracy(outcomes[CONTROL])}
+    for c, d in metrics[CONTROL]["categories"].items():
+        d["failures"] = dict(reasons[CONTROL][c].most_common(FAILURE_KINDS))
     for m in methods:
         sall = [x for v in sens[m].values() for x in v]
         slo, shi = bootstrap_ci(sall)
@@ -203,6 +215,8 @@ def evaluate_edits(
             },
             "time_vs_plain": times[m] / times["plain"],
         }
+        for c, d in metrics[m]["categories"].items():
+            d["failures"] = dict(reasons[m][c].most_common(FAILURE_KINDS))
     extra = {"sensitivity_detail": summarize(records)} if detail else {}
     return {
         **extra,
