@@ -3,7 +3,7 @@
     bitdance eval tokenizer --tokenizer FOLDER --data fashion_mnist --split test --n 1000
     bitdance eval fid       --model M --data fashion_mnist --split test --n 1000 --features cls,effnet
     bitdance eval adherence --model M --prompts default --seeds 0,1,2,3
-    bitdance eval edit      --model M --n 12 --seeds 0,1,2,3
+    bitdance eval edit      --model M --split dev --n 12 --seeds 0,1,2,3
     bitdance bench          --model M --batch-sizes 1,16 --parallel 1,4,16
     bitdance bench --vs-diffusion --model M --baseline runs/baseline --data fashion_mnist --n 500
 
@@ -157,6 +157,12 @@ def build_eval_parser() -> argparse.ArgumentParser:
     _common(a, "runs/eval/adherence")
     e = sub.add_parser("edit", help="edit benchmark: context-dependent edits, fidelity, sensitivity, time")
     _model(e)
+    e.add_argument(
+        "--split",
+        default="dev",
+        choices=["dev", "test"],
+        help="task split (default dev; dev steers the default-method rule, test reports: run it once)",
+    )
     e.add_argument("--n", type=int, default=12, help="tasks per category (default 12)")
     e.add_argument("--seeds", type=_int_list, default=[0, 1, 2, 3], help="seeds per task (default 0,1,2,3)")
     e.add_argument("--methods", default="substitute,joint,kept_first", help="edit methods to compare")

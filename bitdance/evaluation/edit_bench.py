@@ -1,113 +1,57 @@
-"""Edit benchmark (`bitdance eval edit`): edits whose correct result depends on the kept part of the image.
+"""Edit benchmark (`bitdance eval edit --split dev|test`): edits whose correct result the prompt leaves open
+and the kept part decides (tasks, splits and scorers: `edit_tasks.py`, `edit_scoring.py`).
 
-Tasks (held out: shapes scenes from the stream ``bitdance/edit-bench/...``, which no training set, suite or
-selection uses; garments = tinted Fashion-MNIST *test* items from index 9000 on, tint seed 11):
-
-- relation_to_kept: a two-object relation scene; the half holding the subject is regenerated, the other
-  object is kept; the prompt is the scene's caption ("a red circle left of a blue square").
-- complete_half: the same kind of scene with the other half regenerated (outpainting a half).
-- count_colour: a counting scene ("three yellow squares"); the token cells of one object are regenerated,
-  so the edit must add exactly the missing object(s) in the kept objects' colour and shape.
-- garment_half: the bottom half of a tinted garment is regenerated under its caption ("a red dress").
-
-Every edit is scored on the whole image with the adherence scorers (`adherence.py`). Also measured:
-kept-region fidelity (kept tokens bit-identical), sensitivity (the same edit of a second source image of the
-same category: fraction of regenerated token positions whose bits differ, split by where the position lies in
-generation order relative to the kept tokens: before all of them, inside their span, after all of them), and
-time per edit relative to a plain generation of the same prompt, seeds and settings (one run).
+Per method: context-dependent accuracy (every image of every category, scored on the whole image; 95 %
+intervals resample tasks, then seeds within a task: `intervals.bootstrap_accuracy`), kept-region fidelity
+(kept tokens bit-identical), sensitivity (the same edit -- mask, prompt, seed -- of the next source image
+of the same category: fraction of regenerated token positions whose bits differ, split by where the position
+lies in generation order relative to the kept tokens: before all of them, inside their span, after all of
+them), and time per edit relative to a plain generation of the same prompt, seeds and settings. The plain
+generations are also scored against the tasks: the prompt-only control (what the prompt alone gets right).
+The report also carries the scorer check: the scorer on the tasks' real source images and on completions
+that keep the kept part but contradict it (`edit_scoring.mismatched`). The default edit method of any-order
+models is chosen on the dev split by `edit_rule.py`.
 """
 
 from __future__ import annotations
 
-import random
+import re
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from typing import Any
 
 import numpy as np
 import torch
 
-from ..data.registry import build_dataset
-from ..data.shapes import caption_scene, render_scene, sample_scene
 from ..generator.patches import order_for
 from ..pipeline.editing import token_keep
 from .adherence import AdherenceScorer
+from .edit_scoring import mismatched, score_edits
 from .edit_sensitivity import black_cells, detail_tables, edit_records, summarize
-from .suites import expect_from_scene
+from .edit_tasks import (
+    CATEGORIES,
+    GARMENT_RANGES,
+    GARMENT_SKIP_MULTIPLES_OF,
+    GARMENT_TINT_SEED,
+    STREAM,
+    check_split,
+)
+from .edit_tasks import build_tasks as _build_tasks
+from .intervals import bootstrap_accuracy
 
-STREAM = "bitdance/edit-bench"
-GARMENT_FIRST, GARMENT_TINT_SEED = 9000, 11
-CATEGORIES = ("relation_to_kept", "complete_half", "count_colour", "garment_half")
 METHODS = ("substitute", "joint", "kept_first")
+CONTROL = "prompt_only"
+FAILURE_KINDS = 5  # most common failure reasons kept per method and category
 
 
-def _half_mask(size: int, axis: str, low: bool) -> np.ndarray:
-    m = np.zeros((size, size), dtype=bool)
-    h = size // 2
-    sl = slice(0, h) if low else slice(h, size)
-    if axis == "x":
-        m[:, sl] = True
-    else:
-        m[sl, :] = True
-    return m
+def build_tasks(split: str, n_per_category: int, size: int, scorer: AdherenceScorer | None = None):  # noqa: ANN201
+    """The split's tasks; garments filtered to sources the scorer's classifier names right (`edit_tasks`)."""
+    classify = None if scorer is None else (lambda im: _classifier(scorer)([im])[0])
+    return _build_tasks(split, n_per_category, size, classify)
 
 
-def _relation_task(i: int, size: int, subject: bool) -> dict[str, Any]:
-    rng = random.Random(f"{STREAM}/relation/{int(subject)}/{i}")
-    scene = sample_scene(rng, ("relation",))
-    obj = scene["objects"][0 if subject else 1]
-    axis = "x" if scene["relation"] in ("left of", "right of") else "y"
-    c = obj["centre"][0 if axis == "x" else 1]
-    return {
-        "category": "relation_to_kept" if subject else "complete_half",
-        "image": render_scene(scene, size),
-        "mask": _half_mask(size, axis, c < 0.5),
-        "prompt": caption_scene(scene),
-        "expect": expect_from_scene(scene),
-    }
-
-
-def _count_task(i: int, size: int) -> dict[str, Any]:
-    rng = random.Random(f"{STREAM}/count/{i}")
-    while True:
-        scene = sample_scene(rng, ("count",))
-        if scene["count"] >= 2:
-            break
-    x0, y0, x1, y1 = scene["objects"][0]["bbox"]
-    m = np.zeros((size, size), dtype=bool)
-    m[int(y0 * size) : int(np.ceil(y1 * size)), int(x0 * size) : int(np.ceil(x1 * size))] = True
-    return {
-        "category": "count_colour",
-        "image": render_scene(scene, size),
-        "mask": m,
-        "prompt": caption_scene(scene),
-        "expect": expect_from_scene(scene),
-    }
-
-
-def build_tasks(n_per_category: int, size: int) -> list[dict[str, Any]]:
-    """The held-out edit tasks: n per category, each with image (PIL), mask (H, W) bool, prompt, expect."""
-    tasks = [_relation_task(i, size, True) for i in range(n_per_category)]
-    tasks += [_relation_task(i, size, False) for i in range(n_per_category)]
-    tasks += [_count_task(i, size) for i in range(n_per_category)]
-    ds = build_dataset("fashion_mnist", "test", size, tint=True, seed=GARMENT_TINT_SEED)
-    for i in range(n_per_category):
-        item = ds[GARMENT_FIRST + i]
-        meta = item["meta"]
-        expect = {"domain": "fashion", "class": meta["class_name"]}
-        if meta["colour"] is not None:
-            expect["colour"] = meta["colour"]
-        img = ((item["image"].permute(1, 2, 0).numpy() + 1) * 127.5).round().clip(0, 255).astype(np.uint8)
-        tasks.append(
-            {
-                "category": "garment_half",
-                "image": img,
-                "mask": _half_mask(size, "y", False),
-                "prompt": item["caption"],
-                "expect": expect,
-            }
-        )
-    return tasks
+def _classifier(scorer: AdherenceScorer):  # noqa: ANN202
+    return lambda images: scorer._classify("fashion", list(images))  # noqa: SLF001
 
 
 def bootstrap_ci(values: list[float], n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
@@ -146,8 +90,47 @@ def _edit(pipe: Any, task: dict[str, Any], source: Any, method: str, seeds: list
     )
 
 
+def _accuracy(outcomes: dict[str, list[list[float]]]) -> dict[str, Any]:
+    """category -> per task its outcomes over seeds -> pooled and per-category accuracy with intervals."""
+    cat_ci, _, image_ci = bootstrap_accuracy(outcomes)
+    allv = [x for c in CATEGORIES for row in outcomes[c] for x in row]
+    cats = {}
+    for c in CATEGORIES:
+        v = [x for row in outcomes[c] for x in row]
+        cats[c] = {
+            "accuracy": float(np.mean(v)),
+            "ci95": list(cat_ci[c]),
+            "n": len(v),
+            "tasks": len(outcomes[c]),
+        }
+    pooled = {"accuracy": float(np.mean(allv)), "ci95": list(image_ci), "n": len(allv)}
+    return {"context_dependent": pooled, "categories": cats}
+
+
+def _coarse(why: str) -> str:
+    """A failure reason without its numbers: 'found # objects, expected #', 'not in line ...'."""
+    return re.sub(r" \(.*\)|\d+(\.\d+)?", "#", why).strip()
+
+
+def scorer_check(tasks: list[dict[str, Any]], scorer: AdherenceScorer) -> dict[str, Any]:
+    """Per category: the scorer's accuracy on the real source images and on contradicting completions."""
+    expects = [t["expect"] for t in tasks]
+    real = score_edits([t["image"] for t in tasks], expects, _classifier(scorer))
+    wrong = score_edits([mismatched(t) for t in tasks], expects, _classifier(scorer))
+    out = {}
+    for c in CATEGORIES:
+        idx = [i for i, t in enumerate(tasks) if t["category"] == c]
+        out[c] = {
+            "real_source": float(np.mean([real[i][0] for i in idx])),
+            "mismatched": float(np.mean([wrong[i][0] for i in idx])),
+            "n": len(idx),
+        }
+    return out
+
+
 def evaluate_edits(
     pipe: Any,
+    split: str,
     n_per_category: int,
     seeds: list[int],
     methods: tuple[str, ...] = METHODS,
@@ -155,13 +138,14 @@ def evaluate_edits(
     scorer: AdherenceScorer | None = None,
     detail: bool = False,
 ) -> dict[str, Any]:
-    """Run the benchmark; returns metrics per method and the task list (prompts, categories). ``detail``:
-    also the sensitivity detail (`edit_sensitivity.py`) under "sensitivity_detail"."""
+    """Run the benchmark on one split; returns metrics per method (and the prompt-only control), the scorer
+    check and the task list. ``detail``: also the sensitivity detail (`edit_sensitivity.py`)."""
     kw = dict(sampling or {})
     size = pipe.generator.config.grid_size[0] * pipe.tokenizer.downsample
     p = kw.get("parallel_num") or pipe.defaults["parallel_num"]
-    tasks = build_tasks(n_per_category, size)
     scorer = scorer or AdherenceScorer()
+    classify = _classifier(scorer)
+    tasks = build_tasks(split, n_per_category, size, scorer)
     f = pipe.tokenizer.downsample
     by_cat: dict[str, list[int]] = defaultdict(list)
     for i, t in enumerate(tasks):
@@ -170,8 +154,9 @@ def evaluate_edits(
     for idx in by_cat.values():
         for j, i in enumerate(idx):
             partner[i] = idx[(j + 1) % len(idx)]
-    correct: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in methods}
+    outcomes: dict[str, dict[str, list[list[float]]]] = {m: defaultdict(list) for m in (CONTROL, *methods)}
     fidelity: dict[str, list[float]] = {m: [] for m in methods}
+    reasons: dict[str, dict[str, Counter[str]]] = {m: defaultdict(Counter) for m in (CONTROL, *methods)}
     sens: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in methods}
     sens_cat: dict[str, dict[str, list[float]]] = {m: defaultdict(list) for m in methods}
     times: dict[str, float] = {m: 0.0 for m in ("plain", *methods)}
@@ -182,17 +167,22 @@ def evaluate_edits(
     for i, t in enumerate(tasks):
         keep = token_keep(torch.from_numpy(t["mask"]), f)
         classes = position_classes(keep, p)
+        expects = [t["expect"]] * n_seeds
         start = time.perf_counter()
-        pipe(t["prompt"], seed=list(seeds), num_images_per_prompt=n_seeds, output_type="bits", **kw)
+        plain = pipe(t["prompt"], seed=list(seeds), num_images_per_prompt=n_seeds, **kw)  # decoded, as edits
         times["plain"] += time.perf_counter() - start
+        control = score_edits(plain.images, expects, classify)
+        outcomes[CONTROL][t["category"]].append([float(ok) for ok, _ in control])
+        reasons[CONTROL][t["category"]].update(_coarse(why) for ok, why in control if not ok)
         src_bits = pipe.tokenizer.encode(_tensor(t["image"])).float()
         other_bits = pipe.tokenizer.encode(_tensor(tasks[partner[i]]["image"])).float()
         for m in methods:
             start = time.perf_counter()
             out = _edit(pipe, t, src_bits[0], m, seeds, kw)
             times[m] += time.perf_counter() - start
-            scores = scorer.score(out.images, [t["expect"]] * n_seeds)
-            correct[m][t["category"]] += [float(ok) for ok, _ in scores]
+            scores = score_edits(out.images, expects, classify)
+            outcomes[m][t["category"]].append([float(ok) for ok, _ in scores])
+            reasons[m][t["category"]].update(_coarse(why) for ok, why in scores if not ok)
             fidelity[m] += [float(torch.equal(b[:, keep], src_bits[0][:, keep])) for b in out.bits]
             other = _edit(pipe, t, other_bits[0], m, seeds, {**kw, "output_type": "bits"})
             for r, cls in classes.items():
@@ -206,20 +196,14 @@ def evaluate_edits(
                 records += edit_records(
                     pipe.tokenizer, m, t["category"], classes, (out.bits, other.bits), bg_bits, src_black
                 )
-    metrics: dict[str, Any] = {}
+    metrics: dict[str, Any] = {CONTROL: _accuracy(outcomes[CONTROL])}
+    for c, d in metrics[CONTROL]["categories"].items():
+        d["failures"] = dict(reasons[CONTROL][c].most_common(FAILURE_KINDS))
     for m in methods:
-        cats = {}
-        for c in CATEGORIES:
-            v = correct[m][c]
-            lo, hi = bootstrap_ci(v)
-            cats[c] = {"accuracy": float(np.mean(v)), "ci95": [lo, hi], "n": len(v)}
-        allv = [x for c in CATEGORIES for x in correct[m][c]]
-        lo, hi = bootstrap_ci(allv)
         sall = [x for v in sens[m].values() for x in v]
         slo, shi = bootstrap_ci(sall)
         metrics[m] = {
-            "context_dependent": {"accuracy": float(np.mean(allv)), "ci95": [lo, hi], "n": len(allv)},
-            "categories": cats,
+            **_accuracy(outcomes[m]),
             "kept_tokens_exact": {"fraction": float(np.mean(fidelity[m])), "n": len(fidelity[m])},
             "sensitivity": {
                 "all": {"fraction": float(np.mean(sall)), "ci95": [slo, shi], "n": len(sall)},
@@ -231,12 +215,22 @@ def evaluate_edits(
             },
             "time_vs_plain": times[m] / times["plain"],
         }
+        for c, d in metrics[m]["categories"].items():
+            d["failures"] = dict(reasons[m][c].most_common(FAILURE_KINDS))
     extra = {"sensitivity_detail": summarize(records)} if detail else {}
     return {
         **extra,
         "metrics": metrics,
+        "scorer_check": scorer_check(tasks, scorer),
         "seconds": times,
-        "tasks": [{"category": t["category"], "prompt": t["prompt"]} for t in tasks],
+        "tasks": [
+            {
+                "category": t["category"],
+                "prompt": t["prompt"],
+                **({"index": t["index"]} if "index" in t else {}),
+            }
+            for t in tasks
+        ],
         "parallel_num": p,
         "size": size,
     }
@@ -249,17 +243,29 @@ def _tensor(image: Any) -> torch.Tensor:
 
 
 def edit_tables(res: dict[str, Any]) -> dict[str, Any]:
-    """Shared-format tables: adherence per category and method, and fidelity / sensitivity / time."""
+    """Shared-format tables: accuracy per category and method (prompt-only control first), fidelity /
+    sensitivity / time per method, and the scorer check."""
 
-    def acc(d: dict[str, Any]) -> list[Any]:
-        return [f"{d['accuracy']:.3f}", f"[{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]", d["n"]]
+    def acc(d: dict[str, Any]) -> str:
+        return f"{d['accuracy']:.3f} [{d['ci95'][0]:.3f}, {d['ci95'][1]:.3f}]"
 
-    rows = []
-    for m, v in res["metrics"].items():
-        rows.append([m, "all context-dependent", *acc(v["context_dependent"])])
-        rows += [[m, c, *acc(d)] for c, d in v["categories"].items()]
+    ms = res["metrics"]
+    names = list(ms)
+    first = ms[names[0]]
+    rows = [
+        [
+            "all context-dependent",
+            first["context_dependent"]["n"],
+            *(acc(ms[m]["context_dependent"]) for m in names),
+        ]
+    ]
+    rows += [
+        [c, d["n"], *(acc(ms[m]["categories"][c]) for m in names)] for c, d in first["categories"].items()
+    ]
     other = []
-    for m, v in res["metrics"].items():
+    for m, v in ms.items():
+        if m == CONTROL:
+            continue
         s = v["sensitivity"]
         other.append(
             [
@@ -274,8 +280,15 @@ def edit_tables(res: dict[str, Any]) -> dict[str, Any]:
                 f"{v['time_vs_plain']:.2f}",
             ]
         )
+    check = [
+        [c, d["n"], f"{d['real_source']:.3f}", f"{d['mismatched']:.3f}"]
+        for c, d in res["scorer_check"].items()
+    ]
     return {
-        "adherence": {"columns": ["method", "category", "accuracy (fraction)", "95% CI", "n"], "rows": rows},
+        "adherence": {
+            "columns": ["category", "images", *(f"{m} (accuracy, 95% CI)" for m in names)],
+            "rows": rows,
+        },
         "fidelity_sensitivity_time": {
             "columns": [
                 "method",
@@ -287,6 +300,15 @@ def edit_tables(res: dict[str, Any]) -> dict[str, Any]:
                 "time per edit / plain generation",
             ],
             "rows": other,
+        },
+        "scorer_check": {
+            "columns": [
+                "category",
+                "tasks",
+                "real source scored correct",
+                "contradicting completion scored correct",
+            ],
+            "rows": check,
         },
     }
 
@@ -312,7 +334,9 @@ def run_edit_bench(args: Any, argv: list[str], pipe: Any, sampling: dict[str, An
     if not methods:
         raise ValueError("--methods must name at least one of substitute, joint, kept_first")
     detail = bool(getattr(args, "sensitivity_detail", False))
-    res = evaluate_edits(pipe, args.n, list(args.seeds), methods, sampling, detail=detail)
+    split = check_split(args.split)
+    res = evaluate_edits(pipe, split, args.n, list(args.seeds), methods, sampling, detail=detail)
+    lo, hi = GARMENT_RANGES[split]
     rec = recipe(
         ["bitdance", "eval", *argv],
         args.device,
@@ -322,34 +346,51 @@ def run_edit_bench(args: Any, argv: list[str], pipe: Any, sampling: dict[str, An
         effective_defaults=pipe.defaults,
         parallel_num=res["parallel_num"],
         image_size=res["size"],
+        split=split,
         tasks_per_category=args.n,
         methods=list(methods),
         held_out=(
-            f"shapes scenes from the random stream '{STREAM}/...' (used by no training set, suite or "
-            f"selection); garments: tinted fashion_mnist test items {GARMENT_FIRST}.."
-            f"{GARMENT_FIRST + args.n - 1}, tint seed {GARMENT_TINT_SEED}"
+            f"shapes scenes from the random stream '{STREAM}/{split}/...' (used by nothing else); garments: "
+            f"tinted fashion_mnist test items in {lo}..{hi - 1} (multiples of {GARMENT_SKIP_MULTIPLES_OF} "
+            f"skipped), tint seed {GARMENT_TINT_SEED}, the first {args.n} tinted with a colour other than "
+            "white, with a visible regenerated half, that the scorer's classifier names right"
         ),
+        control="prompt_only: a plain generation of the task's prompt and seeds, scored like the edits",
         sensitivity="same mask, prompt and seed on the next source image of the same category",
-        bootstrap="95% percentile, 1000 resamples of images (accuracy) or token positions (sensitivity)",
+        bootstrap="95% percentile, 1000 resamples: tasks, then seeds within a task (accuracy); token "
+        "positions (sensitivity)",
     )
     machine = rec.pop("machine", machine_info(args.device))
     tables = edit_tables(res)
+    extra = {}
+    if split == "dev":
+        from .edit_rule import choose_default_method  # noqa: PLC0415
+
+        extra["default_method_rule"] = choose_default_method(res["metrics"])
     report = {
-        "name": "edit_bench",
+        "name": "edit_bench" if split == "test" else "edit_bench_dev",
         "recipe": rec,
         "machine": machine,
         "created": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "metrics": {**res["metrics"], "seconds": res["seconds"]},
+        "metrics": {**res["metrics"], "seconds": res["seconds"], **extra},
+        "scorer_check": res["scorer_check"],
         "tables": tables,
         "tasks": res["tasks"],
     }
     paths = write_report(args.out, report, "# Edit benchmark\n\n" + md_from_tables(tables))
+    c = res["metrics"][CONTROL]["context_dependent"]
+    print(f"{CONTROL}: context-dependent {c['accuracy']:.3f}")
     for m, v in res["metrics"].items():
+        if m == CONTROL:
+            continue
         print(
             f"{m}: context-dependent {v['context_dependent']['accuracy']:.3f}, kept exact "
             f"{v['kept_tokens_exact']['fraction']:.3f}, sensitivity "
             f"{v['sensitivity']['all']['fraction']:.3f}, time {v['time_vs_plain']:.2f}x plain"
         )
+    if "default_method_rule" in extra:
+        r = extra["default_method_rule"]
+        print(f"default-method rule (dev): {r['method']} (best {r['best']}, tied {', '.join(r['tied'])})")
     print(f"wrote {paths['json']} and {paths['markdown']}")
     if detail:
         _write_detail(args, report, res["sensitivity_detail"])

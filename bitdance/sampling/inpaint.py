@@ -35,13 +35,16 @@ from .solvers import NetFn, get_solver, guidance_at
 
 EDIT_METHODS = ("kept_first", "joint", "substitute")
 DEFAULT_EDIT_METHOD = "joint"  # for models trained in patch order only (official checkpoints, v1)
+# For models trained with random patch orders too: chosen by the rule of `evaluation/edit_rule.py` on the
+# edit benchmark's dev split (docs/results/edit_bench_dev.json; tests/test_edit_rule.py checks they agree).
+ANY_ORDER_EDIT_METHOD = "kept_first"
 
 
 def default_edit_method(cfg: GeneratorConfig) -> str:
-    """The model's default edit method: "kept_first" when it was trained with random patch orders too
-    (`GeneratorConfig.any_order`; then feeding every kept patch first is an order it has seen), else
-    "joint" (the default order, which a patch-order-only model knows)."""
-    return "kept_first" if cfg.any_order else DEFAULT_EDIT_METHOD
+    """The model's default edit method: ANY_ORDER_EDIT_METHOD when it was trained with random patch orders
+    too (`GeneratorConfig.any_order`), else "joint" (the default order, which a patch-order-only model
+    knows)."""
+    return ANY_ORDER_EDIT_METHOD if cfg.any_order else DEFAULT_EDIT_METHOD
 
 
 def check_method(method: str) -> str:
