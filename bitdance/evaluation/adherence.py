@@ -77,7 +77,8 @@ class AdherenceScorer:
             self._models[task] = load_classifier(task)
         return self._models[task]  # type: ignore[return-value]
 
-    def _classify(self, task: str, images: list[np.ndarray]) -> list[str]:
+    def classify(self, task: str, images: list[np.ndarray]) -> list[str]:
+        """Class names the `task` ("fashion" / "emoji") classifier gives the images (uint8 arrays)."""
         model = self.classifier(task)
         x = torch.stack([pil_to_tensor(_pil(a)) for a in images])
         idx = model.predict(x).argmax(-1).tolist()
@@ -104,7 +105,7 @@ class AdherenceScorer:
             idx = by_domain.get(domain, [])
             if not idx:
                 continue
-            preds = self._classify(task, [arrays[i] for i in idx])
+            preds = self.classify(task, [arrays[i] for i in idx])
             for i, pred in zip(idx, preds):
                 e = expects[i]
                 ok, why, detail = pred == e[key], "", {"predicted": pred}

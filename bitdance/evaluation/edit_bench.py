@@ -51,7 +51,7 @@ def build_tasks(split: str, n_per_category: int, size: int, scorer: AdherenceSco
 
 
 def _classifier(scorer: AdherenceScorer):  # noqa: ANN202
-    return lambda images: scorer._classify("fashion", list(images))  # noqa: SLF001
+    return lambda images: scorer.classify("fashion", list(images))
 
 
 def bootstrap_ci(values: list[float], n_boot: int = 1000, seed: int = 0) -> tuple[float, float]:
