@@ -124,7 +124,7 @@ def test_benign_domain_category_only_for_benign_rows(tmp_path) -> None:
 
 def test_shipped_index_matches_its_training_list_and_is_small() -> None:
     info = json.loads((assets_dir() / "semantic_index.json").read_text())
-    assert (assets_dir() / "semantic_index.safetensors").stat().st_size < 4 * 2**20
+    assert (assets_dir() / "semantic_index.safetensors").stat().st_size < 5 * 2**20
     n_train = len(read_examples(assets_dir() / TRAIN_NAME))
     assert info["domain_file"] == DOMAIN_NAME
     assert info["n"] == n_train + len(read_examples(assets_dir() / DOMAIN_NAME))
@@ -580,9 +580,7 @@ def test_filter_check_suite_report(tmp_path) -> None:
     res = subprocess.run([*cmd, "--report", str(out)], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
     rep = json.loads(out.read_text())
-    assert rep["name"] == "safety_redteam" and {"recipe", "machine", "created", "metrics", "tables"} <= set(
-        rep
-    )
+    assert rep["name"] == out.stem and {"recipe", "machine", "created", "metrics", "tables"} <= set(rep)
     assert (
         rep["metrics"]["splits"]["test"]["blocked"] == 1.0
         and rep["metrics"]["splits"]["test"]["n_allow"] == 1
