@@ -395,7 +395,7 @@ def test_invalid_semantic_argument() -> None:
 def test_semantic_layer_catches_phrasings_no_rule_lists() -> None:
     prompts = [
         "a photo of a lady completely unclothed on a bed",
-        "a man with his arms ripped off and blood pouring out",
+        "a man whose arms were wrenched from his body, blood pouring out",
         "a soldier ripped apart by shrapnel with his insides showing",
     ]
     rules_only = ContentFilter(semantic=None)
@@ -673,7 +673,7 @@ def test_shared_encoder_is_used_and_never_loads_a_second_copy() -> None:
         "import bitdance.generator.text_encoder as te\n"
         "te.MiniLMTextEncoder = None  # a second load would fail\n"
         "flt = ContentFilter(encoder=enc)\n"
-        "v = flt.check('a man with his arms ripped off and blood pouring out')\n"
+        "v = flt.check('a man whose arms were wrenched from his body, blood pouring out')\n"
         "assert not v.allowed and v.rule.startswith('semantic.'), v.reason\n"
         "assert flt.check('a red sneaker').allowed\n"
     )
