@@ -191,7 +191,7 @@ def run_suite(
                 )
         tables[key] = {"columns": cols, "rows": rows}
     report = {
-        "name": "safety_redteam",
+        "name": Path(report_path).stem if report_path else "safety_redteam",  # docs cite it by file name
         "recipe": recipe,
         "machine": machine_info("cpu"),
         "created": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
