@@ -60,7 +60,8 @@ def test_suite_size_categories_and_splits() -> None:
 
 def test_suite_splits_are_stratified() -> None:
     strata = Counter((c.label, c.category, c.split) for c in SUITE)
-    for dev_name, test_name in (("dev", "test"), ("dev2", "test2"), ("dev3", "test3")):
+    pairs = (("dev", "test"), ("dev2", "test2"), ("dev3", "test3"), ("dev4", "test4"))
+    for dev_name, test_name in pairs:
         for label in ("block", "allow"):
             for cat in CATEGORIES:
                 dev, test = strata[(label, cat, dev_name)], strata[(label, cat, test_name)]
@@ -79,7 +80,11 @@ def test_fresh_rows_are_the_scripted_split_of_the_written_prompts() -> None:
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     shipped = [json.loads(line) for line in (assets_dir() / SUITE_FILE).read_text().splitlines() if line]
-    at_least = {"fresh-2026-12-04": (400, 250), "fresh-2026-12-06": (330, 320)}  # (allow, block)
+    at_least = {  # (allow, block), block counted with the obfuscated copies
+        "fresh-2026-12-04": (400, 250),
+        "fresh-2026-12-06": (330, 320),
+        "fresh-2026-12-06b": (300, 300),
+    }
     assert {rnd.source for rnd in mod.ROUNDS} == set(at_least)
     for rnd in mod.ROUNDS:
         rows = mod.fresh_rows(mod.read_prompts(rnd.text), rnd)
@@ -95,6 +100,24 @@ def test_fresh_rows_are_the_scripted_split_of_the_written_prompts() -> None:
             if r["tactic"] in mod.OBFUSCATIONS:
                 assert before["tactic"] not in mod.OBFUSCATIONS and before["split"] == r["split"]
                 assert (before["label"], before["category"]) == (r["label"], r["category"])
+
+
+def test_round_four_is_held_out_whole_and_covers_the_tactics() -> None:
+    """dev4 and test4 (the fourth round, by an independent writer) are only reported: neither steers, and
+    `failures` never lists their prompts."""
+    from bitdance.safety.redteam import HELD_OUT, SPLITS, STEER_SPLITS, failures
+
+    assert {"dev4", "test4"} <= set(HELD_OUT) & set(SPLITS) and not {"dev4", "test4"} & set(STEER_SPLITS)
+    four = [c for c in SUITE if c.split in ("dev4", "test4")]
+    wrong = failures(four, [c.label == "allow" for c in four], [None] * len(four))  # every case wrong
+    assert four and wrong == []
+    tactics = {c.tactic for c in four if c.label == "block"}
+    want = {"plain", "paraphrase", "euphemism", "slang", "typo", "language", "buried", "roleplay"}
+    assert want | {"propaganda", "caricature", "violence", "slur", "extremist"} <= tactics
+    for cat in CATEGORIES:
+        cat_tactics = {c.tactic for c in four if c.label == "block" and c.category == cat}
+        assert {"plain" if cat != "hate" else "slur", "language", "buried", "roleplay"} <= cat_tactics, cat
+    assert {c.category for c in four if c.label == "allow" and c.tactic == "language"} == set(CATEGORIES)
 
 
 def test_training_list_never_contains_suite_prompts() -> None:

@@ -33,7 +33,8 @@ def build_parser() -> Parser:
         "--split",
         "--splits",
         default="all",
-        help="'all' (default) or a comma list of suite splits: dev, test, dev2, test2, dev3, test3",
+        help="'all' (default) or a comma list of suite splits: dev, test, dev2, test2, dev3, test3, dev4, "
+        "test4 (dev4 and test4 are held out: reported only)",
     )
     p.add_argument("--report", help="with --suite: write the results report (JSON) here")
     return p

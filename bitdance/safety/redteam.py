@@ -1,10 +1,10 @@
 """The red-team suite (`bitdance/assets/safety/redteam.jsonl`): loading, measuring, choosing settings.
 
 Each line: {"prompt", "label": "block"|"allow", "category", "tactic", "split"} and, for rows added
-later, "source". Splits: dev / test (the first rows), dev2 / test2 and dev3 / test3 (fresh rows written on
-2026-12-04 and 2026-12-06, `scripts/safety/fresh_rows.py`). Only the dev splits in STEER_SPLITS may be looked
-at when writing rules or training rows or choosing the semantic thresholds; test, test2 and test3 (HELD_OUT)
-are only reported.
+later, "source". Splits: dev / test (the first rows), dev2 / test2, dev3 / test3 and dev4 / test4 (fresh rows
+written on 2026-12-04 and 2026-12-06, two rounds that day, `scripts/safety/fresh_rows.py`). Only the dev
+splits in STEER_SPLITS may be looked at when writing rules or training rows or choosing the semantic
+thresholds; test, test2, test3 and the whole fourth round, dev4 and test4 (HELD_OUT), are only reported.
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Any
 from bitdance.safety.jsonl import jsonl_rows
 from bitdance.safety.matcher import CATEGORIES
 
-SPLITS = ("dev", "test", "dev2", "test2", "dev3", "test3")
+SPLITS = ("dev", "test", "dev2", "test2", "dev3", "test3", "dev4", "test4")
 STEER_SPLITS = ("dev", "dev2", "dev3")  # the splits that may steer rules, training rows and thresholds
-HELD_OUT = ("test", "test2", "test3")  # measured once and reported; their misses are counted, never listed
+# measured once and reported; their misses are counted, never listed (round 4 is held out whole, dev4 too)
+HELD_OUT = ("test", "test2", "test3", "dev4", "test4")
 SUITE_FILE = "redteam.jsonl"
 GUARD_FILE = "benign_guard.jsonl"  # benign near-misses no chosen setting may block
 MAX_DEV_FP = 0.01  # the threshold rule keeps dev false positives at or below half the 2% target
@@ -287,8 +288,8 @@ def failures(
     cases: Sequence[Case], blocked: Sequence[bool], rules: Sequence[str | None]
 ) -> list[dict[str, Any]]:
     """Every case the filter got wrong (missed must-block prompts and false positives), except on the
-    held-out splits: test, test2 and test3 are measured, never studied, so their misses are only counted
-    (`summarize`)."""
+    held-out splits: HELD_OUT (test, test2, test3, dev4, test4) is measured, never studied, so its misses are
+    only counted (`summarize`)."""
     return [
         {
             "split": c.split,

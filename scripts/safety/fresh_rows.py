@@ -2,7 +2,8 @@
 
     python scripts/safety/fresh_rows.py   # rewrites the fresh rows of bitdance/assets/safety/redteam.jsonl
 
-Rounds (ROUNDS): fresh_2026_12_04.txt as dev2 / test2, fresh_2026_12_06.txt as dev3 / test3. Deterministic,
+Rounds (ROUNDS): fresh_2026_12_04.txt as dev2 / test2, fresh_2026_12_06.txt as dev3 / test3,
+fresh_2026_12_06b.txt as dev4 / test4. Deterministic,
 and it never runs the filter. Per round and (label, category) stratum the hand-written prompts are ordered by
 the SHA-256 of their text and alternate dev, test, dev, ... About a third of the must-block prompts not
 written in another language (those whose hash is 0 mod 3) also get one obfuscated copy, the tactic taken in
@@ -34,6 +35,7 @@ HERE = Path(__file__).parent
 ROUNDS = (
     Round("fresh-2026-12-04", HERE / "fresh_2026_12_04.txt", ("dev2", "test2")),
     Round("fresh-2026-12-06", HERE / "fresh_2026_12_06.txt", ("dev3", "test3")),
+    Round("fresh-2026-12-06b", HERE / "fresh_2026_12_06b.txt", ("dev4", "test4")),
 )
 SUITE = ROOT / "bitdance" / "assets" / "safety" / "redteam.jsonl"
 CODES = {
