@@ -390,11 +390,16 @@ class SemanticIndex:
     ) -> bool:
         """`decide` with this index's settings (a known benign example is never blocked, nor is an
         out-of-domain chunk; the nearest-example score also needs the k-nearest vote)."""
+        return any(self._blocks(sim_block, sim_allow, p_block, vote))
+
+    def _blocks(
+        self, sim_block: float, sim_allow: float, p_block: float | None, vote: float
+    ) -> tuple[bool, bool]:
+        """(nearest-example score blocks, classifier blocks) for one chunk's scores."""
         if sim_allow >= KNOWN_BENIGN or max(sim_block, sim_allow) < self.domain_floor:
-            return False
-        clf = p_block is not None and p_block >= self.clf_threshold
+            return False, False
         knn = vote >= self.vote_share and decide(sim_block, sim_allow, self.threshold, self.margin)
-        return clf or knn
+        return knn, p_block is not None and p_block >= self.clf_threshold
 
     def judge_many(self, prompts: list[str]) -> list[SemanticResult]:
         """`judge` for a batch of prompts (one encoder call)."""
@@ -402,12 +407,12 @@ class SemanticIndex:
         for s in self.chunk_scores(prompts):
             n = len(s["chunks"])
             p = s.get("p_block")
-            sb, sa, vote = s["sim_block"], s["sim_allow"], s["vote"]
-            off = [float(sa[k]) >= KNOWN_BENIGN or max(float(sb[k]), float(sa[k])) < self.domain_floor
-                   for k in range(n)]  # fmt: skip
-            knn = [not off[k] and float(vote[k]) >= self.vote_share and decide(float(sb[k]), float(sa[k]),
-                   self.threshold, self.margin) for k in range(n)]  # fmt: skip
-            clf = [not off[k] and p is not None and float(p[k]) >= self.clf_threshold for k in range(n)]
+            vote = s["vote"]
+            knn, clf = zip(*(
+                self._blocks(float(s["sim_block"][k]), float(s["sim_allow"][k]),
+                             None if p is None else float(p[k]), float(vote[k]))
+                for k in range(n)
+            ))  # fmt: skip
             # the chunk reported: the first blocked one, else the one closest to a must-block example
             hit = [k for k in range(n) if knn[k] or clf[k]]
             k = hit[0] if hit else int(s["sim_block"].argmax())
