@@ -83,6 +83,20 @@ def _touches_kept(scene: dict[str, Any], others: list[int], mask: np.ndarray, si
     return bool((v[~mask] > 8).any())
 
 
+def _shapes_task(
+    category: str, scene: dict[str, Any], mask: np.ndarray, size: int, **expect: Any
+) -> dict[str, Any]:
+    """A shapes-scene task: the scene's image and caption, the regenerate-mask and the expectation."""
+    return {
+        "category": category,
+        "image": render_scene(scene, size),
+        "mask": mask,
+        "prompt": caption_scene(scene),
+        "expect": {"domain": "shapes", **expect, "tolerance": TOLERANCE},
+        "scene": scene,
+    }
+
+
 def align_task(split: str, i: int, size: int) -> dict[str, Any]:
     rng = random.Random(f"{STREAM}/{check_split(split)}/align/{i}")
     while True:
@@ -96,23 +110,11 @@ def align_task(split: str, i: int, size: int) -> dict[str, Any]:
         mask = keep_only_mask([scene["objects"][kept]["bbox"]], size)
         if not _touches_kept(scene, [1 - kept], mask, size):
             break
-    return {
-        "category": "align_to_kept",
-        "image": render_scene(scene, size),
-        "mask": mask,
-        "prompt": caption_scene(scene),
-        "expect": {
-            "domain": "shapes",
-            "task": "align",
-            "objects": [_want(o) for o in scene["objects"]],
-            "relation": scene["relation"],
-            "axis": axis,
-            "kept": kept,
-            "kept_centre": list(scene["objects"][kept]["centre"]),
-            "tolerance": TOLERANCE,
-        },
-        "scene": scene,
-    }
+    return _shapes_task(
+        "align_to_kept", scene, mask, size, task="align",
+        objects=[_want(o) for o in scene["objects"]], relation=scene["relation"], axis=axis, kept=kept,
+        kept_centre=list(scene["objects"][kept]["centre"]),
+    )  # fmt: skip
 
 
 def count_task(split: str, i: int, size: int) -> dict[str, Any]:
@@ -126,21 +128,10 @@ def count_task(split: str, i: int, size: int) -> dict[str, Any]:
         mask = keep_only_mask([scene["objects"][j]["bbox"] for j in kept], size)
         if not _touches_kept(scene, [j for j in range(n) if j not in kept], mask, size):
             break
-    return {
-        "category": "count_fill",
-        "image": render_scene(scene, size),
-        "mask": mask,
-        "prompt": caption_scene(scene),
-        "expect": {
-            "domain": "shapes",
-            "task": "count",
-            "want": _want(scene["objects"][0]),
-            "count": n,
-            "kept_centres": [list(scene["objects"][j]["centre"]) for j in kept],
-            "tolerance": TOLERANCE,
-        },
-        "scene": scene,
-    }
+    return _shapes_task(
+        "count_fill", scene, mask, size, task="count", want=_want(scene["objects"][0]), count=n,
+        kept_centres=[list(scene["objects"][j]["centre"]) for j in kept],
+    )  # fmt: skip
 
 
 def class_only_caption(class_name: str) -> str:
