@@ -78,6 +78,9 @@ def test_memo_follows_in_place_weight_changes():
     with torch.no_grad():
         m.text_pad.add_(1.0)  # changes only the null stream's prefix
     after = _bits(m, cond, opts)
+    assert len(np_mod._MEMO[m]) == 1  # the entry of the old weights is dropped
+    _bits(m, cond, dataclasses.replace(opts, parallel_num=1))
+    assert len(np_mod._MEMO[m]) == 2  # another P of the same weights is kept beside it
     assert torch.equal(after, _bits(m, cond, opts, negative=m.null_condition(2)))
     assert not torch.equal(before, after)
     other = BitDanceTransformer(dataclasses.replace(m.config)).eval()

@@ -72,7 +72,8 @@ def null_prefix(
     hidden = model(x, rope, groups, cache)[:, -parallel_num:]
     entry = NullPrefix(hidden, [k.clone() for k in cache.keys], [v.clone() for v in cache.values])  # type: ignore[union-attr]
     if weights is not None:
-        memo.clear()  # one model state at a time: older entries can no longer be hit
+        for old in [k for k in memo if k[0] != weights]:  # entries of older weights can no longer be hit
+            del memo[old]
         memo[key] = entry
     return entry
 
